@@ -1,0 +1,154 @@
+"""Build models, data and optimizer from the typed config (no training logic here)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from jepa.data.dataset import VideoDataset
+from jepa.data.manifest import read_manifest
+from jepa.data.mixing import MixedDataset
+from jepa.data.synthetic import ensure_synthetic_dataset
+from jepa.data.transforms import RandomResizedCropClip
+from jepa.data.video import ClipSampler
+from jepa.masks.multiblock import MaskConfig as MaskSpec
+from jepa.models.predictor import VisionTransformerPredictor
+from jepa.models.registry import create_encoder, create_predictor
+from jepa.models.vit import VisionTransformer
+from jepa.train.step import JEPA
+
+
+def build_encoder(m: Any) -> VisionTransformer:
+    return create_encoder(
+        m.name,
+        img_size=m.img_size,
+        num_frames=m.num_frames,
+        patch_size=m.patch_size,
+        tubelet_size=m.tubelet_size,
+        pos_embed=m.pos_embed,
+        rope_layout=m.rope_layout,
+        drop_path_rate=m.drop_path_rate,
+        use_activation_checkpointing=m.activation_checkpointing,
+    )
+
+
+def build_predictor(m: Any, encoder: VisionTransformer) -> VisionTransformerPredictor:
+    return create_predictor(
+        img_size=m.img_size,
+        num_frames=m.num_frames,
+        patch_size=m.patch_size,
+        tubelet_size=m.tubelet_size,
+        embed_dim=encoder.embed_dim,
+        predictor_embed_dim=m.pred_embed_dim,
+        depth=m.pred_depth,
+        num_heads=m.pred_num_heads,
+        num_mask_tokens=m.num_mask_tokens,
+        zero_init_mask_tokens=m.zero_init_mask_tokens,
+        pos_embed=m.pos_embed,
+        rope_layout=m.rope_layout,
+        use_activation_checkpointing=m.activation_checkpointing,
+    )
+
+
+def build_jepa(cfg: Any) -> JEPA:
+    """Context encoder, predictor, and a target encoder that starts as an exact copy."""
+    encoder = build_encoder(cfg.model)
+    predictor = build_predictor(cfg.model, encoder)
+    target = copy.deepcopy(encoder)
+    return JEPA(
+        encoder,
+        predictor,
+        target,
+        loss_exp=cfg.optim.loss_exp,
+        per_config_mask_tokens=cfg.model.per_config_mask_tokens,
+    )
+
+
+def mask_specs(cfg: Any) -> list[MaskSpec]:
+    if not cfg.mask.configs:
+        raise ValueError("mask.configs is empty: at least one mask config is needed")
+    return [
+        MaskSpec(
+            spatial_scale=tuple(c.spatial_scale),
+            temporal_scale=tuple(c.temporal_scale),
+            aspect_ratio=tuple(c.aspect_ratio),
+            num_blocks=c.num_blocks,
+            max_temporal_keep=c.max_temporal_keep,
+            max_keep=c.max_keep,
+        )
+        for c in cfg.mask.configs
+    ]
+
+
+def token_grid(cfg: Any) -> tuple[int, int, int]:
+    m, d = cfg.model, cfg.data
+    if d.frames_per_clip % m.tubelet_size or d.crop_size % m.patch_size:
+        raise ValueError(
+            f"data.frames_per_clip={d.frames_per_clip} must be divisible by model.tubelet_size={m.tubelet_size} "
+            f"and data.crop_size={d.crop_size} by model.patch_size={m.patch_size}"
+        )
+    return (d.frames_per_clip // m.tubelet_size, d.crop_size // m.patch_size, d.crop_size // m.patch_size)
+
+
+def dataset_sources(cfg: Any) -> list[tuple[Path, float, str]]:
+    """(manifest path, weight, kind) for every configured source; the synthetic set is made on first use."""
+    d = cfg.data
+    sources = [(Path(s.path), float(s.weight), s.kind) for s in d.datasets]
+    if d.synthetic.enabled:
+        s = d.synthetic
+        manifest = ensure_synthetic_dataset(
+            s.cache_dir, num_videos=s.num_videos, num_frames=s.num_frames, size=s.size, fps=s.fps, seed=s.seed
+        )
+        sources.append((Path(manifest), 1.0, "video"))
+    if not sources:
+        raise ValueError("no data: set data.datasets (manifests) or data.synthetic.enabled=true")
+    return sources
+
+
+def build_dataset(cfg: Any) -> torch.utils.data.Dataset:
+    d = cfg.data
+    sampler = ClipSampler(
+        frames_per_clip=d.frames_per_clip,
+        fps=d.fps,
+        frame_step=d.frame_step,
+        duration=d.duration,
+        num_clips=1,
+        random_start=True,
+        short_video=d.short_video,
+    )
+    transform = RandomResizedCropClip(
+        d.crop_size,
+        scale=tuple(d.crop_scale),
+        ratio=tuple(d.crop_aspect),
+        hflip_p=0.5 if d.hflip else 0.0,
+    )
+    sources = dataset_sources(cfg)
+    datasets = [
+        VideoDataset(read_manifest(path, kind=kind), sampler, transform, backend=d.backend, seed=cfg.seed)
+        for path, _, kind in sources
+    ]
+    if len(datasets) == 1:
+        return datasets[0]
+    return MixedDataset(datasets, [w for _, w, _ in sources], seed=cfg.seed)
+
+
+def param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases, norms, mask tokens and position tables (all 1-D
+    or token-shaped parameters), as the issue asks; ``apply_wd`` marks the decayed group so the
+    weight-decay schedule can update it."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or "mask_token" in name or "pos_embed" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [
+        {"params": decay, "apply_wd": True},
+        {"params": no_decay, "apply_wd": False, "weight_decay": 0.0},
+    ]

@@ -1,0 +1,197 @@
+"""Atomic training checkpoints and exact-resume state.
+
+Layout of one save (``<run_dir>/checkpoints/step_00000100/``):
+
+- ``model.safetensors``: every model's weights under a named prefix
+  (``encoder.``, ``predictor.``, ``target_encoder.``), readable without unpickling;
+- ``train_state.pt``: optimizer, step, RNG states, data position; only tensors and plain
+  Python values so it loads with ``torch.load(..., weights_only=True)``;
+- ``config.yaml``: the resolved Hydra config; ``meta.json``: step, time, versions.
+
+A save is written into a hidden temporary directory and renamed into place only when every
+file is flushed, then ``checkpoints/latest`` (a one-line text file) is replaced atomically. A
+process killed mid-save therefore leaves the previous checkpoint as ``latest`` and only a
+temporary directory that loading ignores and the next save removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CKPT_DIRNAME = "checkpoints"
+LATEST = "latest"
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "train_state.pt"
+META_FILE = "meta.json"
+CONFIG_FILE = "config.yaml"
+_TMP_PREFIX = ".tmp-"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _flat_state(models: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+    flat: dict[str, torch.Tensor] = {}
+    for prefix, module in models.items():
+        for k, v in module.state_dict().items():
+            flat[f"{prefix}.{k}"] = v.detach().to("cpu").contiguous().clone()
+    return flat
+
+
+def split_prefixed(flat: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """``{"encoder.blocks.0...": t}`` -> ``{"encoder": {"blocks.0...": t}}``."""
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for k, v in flat.items():
+        prefix, _, rest = k.partition(".")
+        out.setdefault(prefix, {})[rest] = v
+    return out
+
+
+def rng_state() -> dict[str, Any]:
+    """All RNG states as tensors / plain values (loadable with ``weights_only=True``)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+        "python_gauss": random.getstate()[2],
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "numpy_has_gauss": int(np_state[3]),
+        "numpy_gauss": float(np_state[4]),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            state["numpy_keys"].numpy().astype(np.uint32),
+            state["numpy_pos"],
+            state["numpy_has_gauss"],
+            state["numpy_gauss"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def step_dirname(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    models: Mapping[str, nn.Module],
+    train_state: Mapping[str, Any],
+    config_yaml: str,
+    meta: Mapping[str, Any] | None = None,
+    keep_last: int = 2,
+) -> Path:
+    """Write one checkpoint atomically, point ``latest`` at it and prune old ones."""
+    ckpt_root = Path(run_dir) / CKPT_DIRNAME
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    for stale in ckpt_root.glob(_TMP_PREFIX + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    final = ckpt_root / step_dirname(step)
+    tmp = ckpt_root / f"{_TMP_PREFIX}{step_dirname(step)}-{os.getpid()}"
+    tmp.mkdir()
+    save_file(_flat_state(models), str(tmp / MODEL_FILE), metadata={"format": "jepa", "step": str(step)})
+    _write_train_state(tmp / STATE_FILE, dict(train_state))
+    (tmp / CONFIG_FILE).write_text(config_yaml)
+    full_meta = {
+        "step": step,
+        "time": time.time(),
+        "torch": torch.__version__,
+        "models": sorted(models),
+        **(dict(meta) if meta else {}),
+    }
+    (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2))
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(ckpt_root)
+    _write_bytes_atomic(ckpt_root / LATEST, (final.name + "\n").encode())
+    _prune(ckpt_root, keep_last)
+    return final
+
+
+def _write_train_state(path: Path, state: dict[str, Any]) -> None:
+    torch.save(state, path)
+
+
+def _prune(ckpt_root: Path, keep_last: int) -> None:
+    if keep_last <= 0:
+        return
+    done = sorted(p for p in ckpt_root.glob("step_*") if _is_complete(p))
+    for old in done[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _is_complete(path: Path) -> bool:
+    return all((path / f).is_file() for f in (MODEL_FILE, STATE_FILE, META_FILE))
+
+
+def find_latest(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None.
+
+    Trusts ``latest`` when it names a complete save; otherwise falls back to the newest
+    complete ``step_*`` directory (a crash between rename and pointer update).
+    """
+    ckpt_root = Path(run_dir) / CKPT_DIRNAME
+    if not ckpt_root.is_dir():
+        return None
+    pointer = ckpt_root / LATEST
+    if pointer.is_file():
+        candidate = ckpt_root / pointer.read_text().strip()
+        if candidate.name and _is_complete(candidate):
+            return candidate
+    done = sorted(p for p in ckpt_root.glob("step_*") if _is_complete(p))
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any], dict[str, Any]]:
+    """Read a checkpoint directory: (weights by prefix, train state, meta). Never unpickles code."""
+    path = Path(path)
+    if not _is_complete(path):
+        missing = [f for f in (MODEL_FILE, STATE_FILE, META_FILE) if not (path / f).is_file()]
+        raise FileNotFoundError(f"{path} is not a complete jepa checkpoint: missing {missing}")
+    weights = split_prefixed(load_file(str(path / MODEL_FILE)))
+    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    meta = json.loads((path / META_FILE).read_text())
+    return weights, state, meta

@@ -1,0 +1,141 @@
+"""Typed configuration schema for pretraining.
+
+Hydra merges the YAML tree under ``configs/`` into these dataclasses, so a misspelt key or a
+value of the wrong type fails at compose time, before any data is read or model is built
+(the released code reads untyped dicts and fails hours later, or never).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ModelConfig:
+    name: str = "vit_tiny"
+    img_size: int = 64
+    num_frames: int = 16
+    patch_size: int = 16
+    tubelet_size: int = 2
+    pos_embed: str = "rope"
+    rope_layout: str = "released"
+    drop_path_rate: float = 0.0
+    activation_checkpointing: bool = False
+    pred_depth: int = 6
+    pred_embed_dim: int = 192
+    pred_num_heads: int = 6
+    num_mask_tokens: int = 10
+    zero_init_mask_tokens: bool = True
+    # Released V-JEPA 2 passes the clip-length group index (0 for one clip length), so all mask
+    # configs share mask token 0; True gives each mask config its own token.
+    per_config_mask_tokens: bool = False
+
+
+@dataclass
+class DatasetConfig:
+    path: str = "???"
+    weight: float = 1.0
+    kind: str = "auto"
+
+
+@dataclass
+class SyntheticConfig:
+    enabled: bool = False
+    cache_dir: Optional[str] = None
+    num_videos: int = 64
+    num_frames: int = 32
+    size: int = 64
+    fps: int = 8
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    datasets: List[DatasetConfig] = field(default_factory=list)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    batch_size: int = 8
+    frames_per_clip: int = 16
+    fps: Optional[float] = None
+    frame_step: Optional[int] = 2
+    duration: Optional[float] = None
+    crop_size: int = 64
+    crop_scale: List[float] = field(default_factory=lambda: [0.3, 1.0])
+    crop_aspect: List[float] = field(default_factory=lambda: [0.75, 1.35])
+    hflip: bool = True
+    backend: str = "auto"
+    num_workers: int = 0
+    short_video: str = "pad"
+
+
+@dataclass
+class MaskBlockConfig:
+    spatial_scale: List[float] = field(default_factory=lambda: [0.15, 0.15])
+    temporal_scale: List[float] = field(default_factory=lambda: [1.0, 1.0])
+    aspect_ratio: List[float] = field(default_factory=lambda: [0.75, 1.5])
+    num_blocks: int = 8
+    max_temporal_keep: float = 1.0
+    max_keep: Optional[int] = None
+
+
+@dataclass
+class MaskConfig:
+    configs: List[MaskBlockConfig] = field(default_factory=list)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5.25e-4
+    start_lr: float = 1e-4
+    final_lr: float = 5.25e-4
+    warmup_steps: int = 40
+    decay: str = "cosine"
+    weight_decay: float = 0.04
+    final_weight_decay: float = 0.04
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    ema: List[float] = field(default_factory=lambda: [0.99925, 0.99925])
+    clip_grad: Optional[float] = None
+    loss_exp: float = 1.0
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 200
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    cpu: bool = False
+    ckpt_every: int = 100
+    keep_last: int = 2
+    log_every: int = 10
+    max_nonfinite: int = 5
+    resume: bool = True
+    # Start from another run's weights (a run dir or checkpoint dir) with a fresh optimizer and
+    # step 0: the cooldown / progressive-resolution phase. Ignored when this run has its own
+    # checkpoint to resume from.
+    init_from: Optional[str] = None
+    progress: bool = True
+    tensorboard: bool = True
+    threads: Optional[int] = None
+
+
+@dataclass
+class JepaConfig:
+    name: str = "demo"
+    seed: int = 0
+    run_dir: str = "runs/${name}"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def register_configs() -> None:
+    """Register the schema so ``configs/config.yaml`` can name it first in its defaults."""
+    ConfigStore.instance().store(name="jepa_schema", node=JepaConfig)
+
+
+register_configs()

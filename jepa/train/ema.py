@@ -1,0 +1,25 @@
+"""Exponential moving average of the context encoder into the target encoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, source: nn.Module, momentum: float) -> None:
+    """``target = momentum * target + (1 - momentum) * source`` on every parameter.
+
+    Uses fused ``_foreach`` kernels (one launch per dtype/device group instead of one per
+    tensor). Buffers are copied, not averaged: they are fixed tables (sin-cos positions).
+    """
+    t_params = [p for p in target.parameters()]
+    s_params = [p.detach() for p in source.parameters()]
+    if len(t_params) != len(s_params):
+        raise ValueError(
+            f"target has {len(t_params)} parameters but source has {len(s_params)}: not the same architecture"
+        )
+    torch._foreach_mul_(t_params, momentum)
+    torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
+    for tb, sb in zip(target.buffers(), source.buffers()):
+        tb.copy_(sb)

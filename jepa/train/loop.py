@@ -1,0 +1,275 @@
+"""The pretraining loop: accelerate for devices/DDP/precision, exact resume, logging.
+
+Everything that varies with the step (lr, weight decay, EMA momentum, the data position, the
+masks) is a function of the step and the seed, so a run restarted from a checkpoint replays
+exactly the steps an uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from accelerate import Accelerator
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from jepa.data.loader import build_pretrain_loader
+from jepa.data.transforms import normalize_clip
+from jepa.masks.collate import MaskCollator
+from jepa.train import build
+from jepa.train.checkpoint import find_latest, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from jepa.train.logging import JsonlMetrics
+from jepa.train.schedules import Cosine, Linear, WarmupDecay
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised after too many consecutive non-finite losses; no checkpoint is written for them."""
+
+
+def _schedules(cfg: Any) -> tuple[WarmupDecay, Cosine, Linear]:
+    o, total = cfg.optim, cfg.trainer.max_steps
+    lr = WarmupDecay(start=o.start_lr, peak=o.lr, final=o.final_lr, warmup=o.warmup_steps, total=total, shape=o.decay)
+    wd = Cosine(start=o.weight_decay, final=o.final_weight_decay, total=total)
+    ema = Linear(start=o.ema[0], final=o.ema[1], total=total)
+    return lr, wd, ema
+
+
+def load_for_new_shape(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Strict load that tolerates only fixed sin-cos tables built for another clip shape.
+
+    RoPE models carry no position parameters, so more frames or a larger crop load directly;
+    a sin-cos ``pos_embed`` is a deterministic function of the grid, so the new model's own
+    table is the right one for its shape and the old one is dropped.
+    """
+    own = module.state_dict()
+    kept = {
+        k: v for k, v in weights.items() if not (k.endswith("pos_embed") and k in own and own[k].shape != v.shape)
+    }
+    missing, unexpected = module.load_state_dict(kept, strict=False)
+    missing = [k for k in missing if k not in weights or not k.endswith("pos_embed")]
+    if missing or unexpected:
+        raise ValueError(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
+
+
+def _infinite(loader: torch.utils.data.DataLoader) -> Iterator[dict]:
+    while True:
+        yield from loader
+
+
+def make_accelerator(cfg: Any) -> Accelerator:
+    t = cfg.trainer
+    use_cpu = t.cpu or not torch.cuda.is_available()
+    log_with = "tensorboard" if t.tensorboard else None
+    return Accelerator(
+        cpu=use_cpu,
+        mixed_precision=t.mixed_precision,
+        log_with=log_with,
+        project_dir=str(cfg.run_dir),
+    )
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run (or resume) pretraining as configured; returns a summary of the run."""
+    t = cfg.trainer
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    run_dir = Path(cfg.run_dir)
+    accelerator = make_accelerator(cfg)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config_yaml)
+
+    torch.manual_seed(cfg.seed)
+    model = build.build_jepa(cfg)
+    optimizer = torch.optim.AdamW(
+        build.param_groups(model),
+        lr=cfg.optim.start_lr,
+        betas=tuple(cfg.optim.betas),
+        eps=cfg.optim.eps,
+        weight_decay=cfg.optim.weight_decay,
+    )
+
+    start_step, state = 0, None
+    ckpt = find_latest(run_dir) if t.resume else None
+    if ckpt is not None:
+        weights, state, _ = load_checkpoint(ckpt)
+        for name in ("encoder", "predictor", "target_encoder"):
+            getattr(model, name).load_state_dict(weights[name], strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = int(state["step"])
+        if accelerator.is_main_process:
+            log.info("resumed from %s at step %d", ckpt, start_step)
+    elif t.init_from:
+        source = Path(t.init_from)
+        weights, _, _ = load_checkpoint(find_latest(source) or source)
+        for name in ("encoder", "predictor", "target_encoder"):
+            load_for_new_shape(getattr(model, name), weights[name])
+        if accelerator.is_main_process:
+            log.info("initialised from %s (fresh optimizer, step 0)", source)
+
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if state is not None and state.get("scaler") is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(state["scaler"])
+    core = accelerator.unwrap_model(model)
+
+    grid = build.token_grid(cfg)
+    collate = MaskCollator(build.mask_specs(cfg), grid, seed=cfg.seed)
+    dataset = build.build_dataset(cfg)
+    per_step = cfg.data.batch_size * world * t.grad_accum
+    loader = build_pretrain_loader(
+        dataset,
+        batch_size=cfg.data.batch_size,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world,
+        start_sample=start_step * per_step,
+        collate_fn=collate,
+    )
+    batches = _infinite(loader)
+    if state is not None:
+        set_rng_state(state["rng"])
+    else:
+        torch.manual_seed(cfg.seed + rank)
+
+    lr_s, wd_s, ema_s = _schedules(cfg)
+    metrics = JsonlMetrics(run_dir, resume_step=start_step) if accelerator.is_main_process else None
+    if t.tensorboard:
+        accelerator.init_trackers("tb")
+    bar = tqdm(
+        total=t.max_steps,
+        initial=start_step,
+        disable=not (accelerator.is_main_process and t.progress),
+        dynamic_ncols=True,
+    )
+    nonfinite = int(state.get("nonfinite", 0)) if state is not None else 0
+    skipped = int(state.get("skipped", 0)) if state is not None else 0
+    device = accelerator.device
+    first_loss = last_loss = float("nan")
+    model.train()
+
+    def save(step: int) -> None:
+        if accelerator.is_main_process:
+            save_checkpoint(
+                run_dir,
+                step,
+                {"encoder": core.encoder, "predictor": core.predictor, "target_encoder": core.target_encoder},
+                {
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+                    "step": step,
+                    "samples_seen": step * per_step,
+                    "rng": rng_state(),
+                    "nonfinite": nonfinite,
+                    "skipped": skipped,
+                },
+                config_yaml,
+                meta={"world_size": world, "samples_seen": step * per_step},
+                keep_last=t.keep_last,
+            )
+        accelerator.wait_for_everyone()
+
+    step = start_step
+    try:
+        for step in range(start_step, t.max_steps):
+            t0 = time.perf_counter()
+            lr, wd, momentum = lr_s(step), wd_s(step), ema_s(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+                if group.get("apply_wd", False):
+                    group["weight_decay"] = wd
+            data_wait = 0.0
+            total_loss = torch.zeros((), device=device)
+            feat_std = torch.zeros((), device=device)
+            for micro in range(t.grad_accum):
+                td = time.perf_counter()
+                batch = next(batches)
+                data_wait += time.perf_counter() - td
+                clips = normalize_clip(batch["video"][:, 0].to(device, non_blocking=True))
+                masks_ctx = [m.to(device, non_blocking=True) for m in batch["masks_ctx"]]
+                masks_tgt = [m.to(device, non_blocking=True) for m in batch["masks_tgt"]]
+                sync = micro == t.grad_accum - 1
+                ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
+                with ctx, accelerator.autocast():
+                    loss, stats = model(clips, masks_ctx, masks_tgt)
+                    accelerator.backward(loss / t.grad_accum)
+                total_loss += loss.detach() / t.grad_accum
+                feat_std += stats["feat_std"] / t.grad_accum
+            mean_loss = accelerator.reduce(total_loss, reduction="mean")
+            grad_norm = None
+            if cfg.optim.clip_grad:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+            finite = math.isfinite(mean_loss.item()) and (grad_norm is None or math.isfinite(float(grad_norm)))
+            if finite:
+                optimizer.step()
+                core.update_target(momentum)
+                nonfinite = 0
+            else:
+                skipped += 1
+                nonfinite += 1
+                if accelerator.is_main_process:
+                    log.warning("non-finite loss at step %d (%d in a row): step skipped", step, nonfinite)
+            optimizer.zero_grad(set_to_none=True)
+            if nonfinite >= t.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"{nonfinite} consecutive non-finite losses (last at step {step}); stopping without "
+                    f"saving. The last good checkpoint is {find_latest(run_dir)}. Lower optim.lr, enable "
+                    "optim.clip_grad, or check the data."
+                )
+            loss_value = mean_loss.item()
+            if math.isnan(first_loss) and finite:
+                first_loss = loss_value
+            if finite:
+                last_loss = loss_value
+            dt = time.perf_counter() - t0
+            record = {
+                "step": step,
+                "loss": loss_value,
+                "lr": lr,
+                "wd": wd,
+                "ema": momentum,
+                "feat_std": accelerator.reduce(feat_std, reduction="mean").item(),
+                "clips_per_s": per_step / dt,
+                "data_wait": data_wait / dt,
+                "skipped": skipped,
+            }
+            if grad_norm is not None:
+                record["grad_norm"] = float(grad_norm)
+            if accelerator.is_main_process:
+                metrics.log(record)
+                bar.set_postfix(
+                    loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", clips_s=f"{record['clips_per_s']:.1f}",
+                    wait=f"{record['data_wait']:.0%}",
+                )
+                bar.update(1)
+            if t.tensorboard and (step % t.log_every == 0 or step == t.max_steps - 1):
+                accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
+            if t.ckpt_every and (step + 1) % t.ckpt_every == 0 and step + 1 < t.max_steps:
+                save(step + 1)
+        if t.max_steps > start_step or find_latest(run_dir) is None:
+            save(t.max_steps)
+    finally:
+        bar.close()
+        if metrics is not None:
+            metrics.close()
+        if t.tensorboard:
+            accelerator.end_training()
+    return {
+        "run_dir": str(run_dir),
+        "start_step": start_step,
+        "end_step": t.max_steps,
+        "first_loss": first_loss,
+        "last_loss": last_loss,
+        "skipped": skipped,
+        "world_size": world,
+    }

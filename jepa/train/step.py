@@ -1,0 +1,79 @@
+"""The JEPA objective: predict the EMA target encoder's features of masked tokens.
+
+One module holds context encoder, predictor and target encoder so that a single
+``accelerator.prepare`` wraps them (DDP reduces only the parameters that need gradients; the
+target encoder has none) and so that the student/teacher logic lives in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jepa.masks.ops import gather_tokens
+from jepa.train.ema import ema_update
+
+
+def feature_std(tokens: Tensor) -> Tensor:
+    """Mean over channels of the across-batch std of mean-pooled features.
+
+    A collapsed encoder maps every clip to the same vector: this goes to zero. Logged during
+    pretraining as the collapse detector.
+    """
+    pooled = tokens.float().mean(dim=1)
+    pooled = F.layer_norm(pooled, pooled.shape[-1:])
+    if pooled.shape[0] < 2:
+        return pooled.new_zeros(())
+    return pooled.std(dim=0).mean()
+
+
+class JEPA(nn.Module):
+    """Context encoder + predictor trained against a frozen EMA copy of the encoder."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        predictor: nn.Module,
+        target_encoder: nn.Module,
+        loss_exp: float = 1.0,
+        per_config_mask_tokens: bool = False,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.predictor = predictor
+        self.target_encoder = target_encoder
+        self.target_encoder.requires_grad_(False)
+        self.loss_exp = loss_exp
+        self.per_config_mask_tokens = per_config_mask_tokens
+
+    @torch.no_grad()
+    def targets(self, clips: Tensor) -> Tensor:
+        """Layer-normed target-encoder features of the whole clip (no affine, as released)."""
+        h = self.target_encoder(clips)
+        return F.layer_norm(h, h.shape[-1:])
+
+    def forward(
+        self, clips: Tensor, masks_ctx: Sequence[Tensor], masks_tgt: Sequence[Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Loss averaged over mask configs, plus detached statistics for logging."""
+        if len(masks_ctx) != len(masks_tgt) or not masks_ctx:
+            raise ValueError(
+                f"need one (context, target) pair per mask config, got {len(masks_ctx)} and {len(masks_tgt)}"
+            )
+        h = self.targets(clips)
+        losses = []
+        for i, (ctx_idx, tgt_idx) in enumerate(zip(masks_ctx, masks_tgt)):
+            z = self.encoder(clips, masks=ctx_idx)
+            pred = self.predictor(z, ctx_idx, tgt_idx, mask_index=i if self.per_config_mask_tokens else 0)
+            target = gather_tokens(h, tgt_idx)
+            losses.append(torch.mean(torch.abs(pred - target) ** self.loss_exp) / self.loss_exp)
+        loss = torch.stack(losses).mean()
+        stats = {"feat_std": feature_std(h.detach())}
+        return loss, stats
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        ema_update(self.target_encoder, self.encoder, momentum)
