@@ -1,0 +1,167 @@
+"""End-to-end pretraining: Hydra entry point, exact resume after SIGKILL, non-finite guard,
+config validation, every shipped experiment composes and builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from jepa.train import build
+from jepa.train.checkpoint import find_latest, load_checkpoint
+from jepa.train.config import register_configs
+from jepa.train.logging import read_metrics
+from jepa.train.loop import NonFiniteLossError, train
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
+
+register_configs()
+
+
+def tiny_overrides(run_dir: Path, cache: Path, steps: int = 4) -> list[str]:
+    """A model and data small enough for a step in well under a second on one core."""
+    return [
+        f"run_dir={run_dir}",
+        f"data.synthetic.cache_dir={cache}",
+        "data.synthetic.num_videos=6",
+        "data.synthetic.num_frames=12",
+        "data.synthetic.size=32",
+        "data.batch_size=2",
+        "data.frames_per_clip=4",
+        "data.frame_step=2",
+        "data.crop_size=32",
+        "model.img_size=32",
+        "model.num_frames=4",
+        "model.patch_size=8",
+        "model.pred_depth=1",
+        "model.pred_embed_dim=32",
+        "model.pred_num_heads=2",
+        "model.name=vit_tiny",
+        f"trainer.max_steps={steps}",
+        "trainer.ckpt_every=2",
+        "trainer.progress=false",
+        "trainer.threads=1",
+        "optim.warmup_steps=1",
+    ]
+
+
+def compose_cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("synthetic_cache")
+
+
+def test_cli_tiny_run(tmp_path: Path, cache: Path) -> None:
+    run_dir = tmp_path / "run"
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "train.py"), *tiny_overrides(run_dir, cache)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = read_metrics(run_dir)
+    assert [r["step"] for r in records] == [0, 1, 2, 3]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    assert find_latest(run_dir).name == "step_00000004"
+    assert (run_dir / "config.yaml").is_file()
+    assert list((run_dir / "tb").rglob("events.out.tfevents.*")), "TensorBoard event file missing"
+    assert "done: steps 0->4" in out.stdout
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path, cache: Path) -> None:
+    steps = 8
+    ref_dir, kill_dir = tmp_path / "ref", tmp_path / "killed"
+    cmd = [sys.executable, str(REPO / "tools" / "train.py")]
+    ref = subprocess.run([*cmd, *tiny_overrides(ref_dir, cache, steps)], capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    proc = subprocess.Popen([*cmd, *tiny_overrides(kill_dir, cache, steps)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            latest = find_latest(kill_dir)
+            if latest is not None:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = find_latest(kill_dir)
+    assert killed_at is not None and int(killed_at.name.split("_")[1]) < steps, "process finished before the kill"
+
+    resumed = subprocess.run([*cmd, *tiny_overrides(kill_dir, cache, steps)], capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ref_losses = [r["loss"] for r in read_metrics(ref_dir)]
+    got_losses = [r["loss"] for r in read_metrics(kill_dir)]
+    assert len(got_losses) == steps
+    assert got_losses == ref_losses
+    w_ref, _, _ = load_checkpoint(find_latest(ref_dir))
+    w_got, _, _ = load_checkpoint(find_latest(kill_dir))
+    for part in ("encoder", "predictor", "target_encoder"):
+        for k in w_ref[part]:
+            assert torch.equal(w_ref[part][k], w_got[part][k]), f"{part}.{k} differs after resume"
+
+
+def test_nonfinite_loss_stops_without_saving(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jepa.train.step import JEPA
+
+    real_forward = JEPA.forward
+
+    def nan_forward(self, clips, masks_ctx, masks_tgt):
+        loss, stats = real_forward(self, clips, masks_ctx, masks_tgt)
+        return loss * float("nan"), stats
+
+    cfg = compose_cfg(tiny_overrides(tmp_path / "run", cache, steps=10) + ["trainer.max_nonfinite=3"])
+    monkeypatch.setattr(JEPA, "forward", nan_forward)
+    with pytest.raises(NonFiniteLossError, match="3 consecutive non-finite"):
+        train(cfg)
+    assert find_latest(tmp_path / "run") is None, "no checkpoint may be written from non-finite steps"
+    records = read_metrics(tmp_path / "run")
+    assert len(records) == 3 and records[-1]["skipped"] == 3
+
+
+def test_loss_goes_down_quickly(tmp_path: Path, cache: Path) -> None:
+    cfg = compose_cfg(tiny_overrides(tmp_path / "run", cache, steps=30) + ["trainer.ckpt_every=0", "trainer.tensorboard=false"])
+    summary = train(cfg)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run")]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5, losses
+    assert summary["end_step"] == 30
+
+
+@pytest.mark.parametrize("override", ["model.not_a_key=1", "+trainer.typo=3", "optim.lr=fast"])
+def test_bad_config_fails_before_work(override: str) -> None:
+    with pytest.raises(ConfigCompositionException):
+        compose_cfg([override])
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_builds_on_meta(experiment: str) -> None:
+    cfg = compose_cfg([f"experiment={experiment}"])
+    assert OmegaConf.select(cfg, "model.name")
+    with torch.device("meta"):
+        model = build.build_jepa(cfg)
+    grid = build.token_grid(cfg)
+    assert len(build.mask_specs(cfg)) == 2
+    assert grid[1] == cfg.data.crop_size // cfg.model.patch_size
+    n_params = sum(p.numel() for p in model.encoder.parameters())
+    assert n_params > 5e6
+    json.dumps(OmegaConf.to_container(cfg, resolve=False))
