@@ -1,0 +1,177 @@
+"""The one attention / MLP / transformer block shared by every model in jepa.
+
+Encoder, predictor, action-conditioned predictor and probe pooler all compose these, so
+parameter names (`qkv`, `proj`, `fc1`, `fc2`, `norm1`, `attn`, `norm2`, `mlp`) match the
+released V-JEPA checkpoints everywhere and an attention change is made in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from jepa.models.rope import RoPE3D
+
+NORM_EPS = 1e-6
+
+
+class Mlp(nn.Module):
+    """Two-layer MLP (fc1 -> act -> fc2)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        out_features: Optional[int] = None,
+        act: Callable[[], nn.Module] = nn.GELU,
+    ) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = act()
+        self.fc2 = nn.Linear(hidden_features, out_features or in_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def _split_heads(dim: int, num_heads: int) -> int:
+    if num_heads <= 0 or dim % num_heads:
+        raise ValueError(f"dim {dim} must be a positive multiple of num_heads {num_heads}")
+    return dim // num_heads
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through SDPA, with optional 3D RoPE on queries and keys."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, rope: Optional[RoPE3D] = None) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = _split_heads(dim, num_heads)
+        if rope is not None and rope.head_dim != self.head_dim:
+            raise ValueError(f"rope head_dim {rope.head_dim} != attention head_dim {self.head_dim}")
+        self.rope = rope
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def extra_repr(self) -> str:
+        return f"num_heads={self.num_heads}, rope={self.rope!r}"
+
+    def forward(
+        self,
+        x: Tensor,
+        pos: Optional[Tensor] = None,
+        attn_mask: Optional[Tensor] = None,
+        axis_mask: Optional[Tensor] = None,
+    ) -> Tensor:
+        """x (B, N, C); pos (N, 3) or (B, N, 3) token positions, required with RoPE;
+        attn_mask: bool (True = attend) or additive float, broadcastable to (B, H, N, N)."""
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        if self.rope is not None:
+            if pos is None:
+                raise ValueError("an attention layer with RoPE needs token positions (pos)")
+            q = self.rope.apply(q, pos, axis_mask)
+            k = self.rope.apply(k, pos, axis_mask)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+        rope_layout: Optional[str] = None,
+        norm_eps: float = NORM_EPS,
+    ) -> None:
+        super().__init__()
+        head_dim = _split_heads(dim, num_heads)
+        rope = None if rope_layout is None else RoPE3D(head_dim, layout=rope_layout)  # type: ignore[arg-type]
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, rope=rope)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        # int() (not round) reproduces the released hidden sizes, e.g. 6144 for ViT-g's 48/11.
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(
+        self,
+        x: Tensor,
+        pos: Optional[Tensor] = None,
+        attn_mask: Optional[Tensor] = None,
+        axis_mask: Optional[Tensor] = None,
+    ) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), pos=pos, attn_mask=attn_mask, axis_mask=axis_mask))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class CrossAttention(nn.Module):
+    """Queries attend to tokens; separate `q` and `kv` projections and, as released, no output projection."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = _split_heads(dim, num_heads)
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+
+    def forward(self, q: Tensor, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+        b, nq, c = q.shape
+        q = self.q(q).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+        k, v = self.kv(x).unflatten(-1, (2, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return out.transpose(1, 2).reshape(b, nq, c)
+
+
+class CrossBlock(nn.Module):
+    """q + xattn(q, norm1(x)), then q + mlp(norm2(q)); the queries are not normed (as released)."""
+
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, norm_eps: float = NORM_EPS
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.xattn = CrossAttention(dim, num_heads, qkv_bias=qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, q: Tensor, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+        q = q + self.xattn(q, self.norm1(x), attn_mask=attn_mask)
+        return q + self.mlp(self.norm2(q))
+
+
+class PatchEmbed3D(nn.Module):
+    """Tubelet embedding: Conv3d with kernel = stride = (tubelet, patch, patch), tokens out in t-major order."""
+
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, tubelet_size: int) -> None:
+        super().__init__()
+        kernel = (tubelet_size, patch_size, patch_size)
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=kernel, stride=kernel)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, T, H, W) -> (B, T' * H' * W', D)."""
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+def run_blocks(blocks: Iterable[nn.Module], x: Tensor, checkpointing: bool = False, **kwargs: Any) -> Tensor:
+    """Apply blocks in sequence; with `checkpointing`, recompute activations in backward to save memory.
+
+    Checkpointing only kicks in when autograd is recording, so inference pays nothing for it.
+    """
+    use_ckpt = checkpointing and torch.is_grad_enabled()
+    for blk in blocks:
+        if use_ckpt:
+            x = checkpoint(blk, x, use_reentrant=False, **kwargs)
+        else:
+            x = blk(x, **kwargs)
+    return x

@@ -1,0 +1,155 @@
+"""JEPA predictor: from context tokens, predict the encoder's tokens at target positions.
+
+Context tokens are projected to the predictor width, one learned mask token is placed at
+every target position, and a narrow transformer runs over both. Positions are the token
+indices of the (T', H', W') grid: 3D RoPE in attention (V-JEPA 2) or a fixed sin-cos
+table added to the tokens (V-JEPA 1, `predictor_pos_embed`). As released, tokens are
+sorted by position before the blocks and restored after; attention is permutation
+equivariant, so this only fixes the order of floating-point work.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from jepa.masks.ops import check_indices, gather_tokens
+from jepa.models.init import drop_path_rates, init_weights_, rescale_blocks_
+from jepa.models.layers import NORM_EPS, Block, run_blocks
+from jepa.models.pos_embed import interpolate_pos_embed, sincos_3d
+from jepa.models.rope import index_to_position
+from jepa.models.vit import Grid, PosEmbedType, as_hw, build_grid, check_pos_embed_args
+
+
+class VisionTransformerPredictor(nn.Module):
+    """forward(ctx, ctx_idx, tgt_idx, mask_index=0, grid=None) -> (B, K_tgt, embed_dim)."""
+
+    def __init__(
+        self,
+        img_size: Union[int, tuple[int, int]] = 224,
+        patch_size: int = 16,
+        num_frames: int = 16,
+        tubelet_size: int = 2,
+        embed_dim: int = 768,
+        predictor_embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.0,
+        num_mask_tokens: int = 10,
+        zero_init_mask_tokens: bool = True,
+        pos_embed: PosEmbedType = "rope",
+        rope_layout: str = "released",
+        use_activation_checkpointing: bool = False,
+        init_std: float = 0.02,
+    ) -> None:
+        super().__init__()
+        check_pos_embed_args(pos_embed, rope_layout)
+        if num_mask_tokens < 1:
+            raise ValueError(f"num_mask_tokens must be >= 1, got {num_mask_tokens}")
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        img_hw = as_hw(img_size)
+        self.grid = build_grid(img_hw, patch_size, num_frames, tubelet_size)
+        self.config: dict[str, Any] = dict(
+            img_size=img_hw,
+            patch_size=patch_size,
+            num_frames=num_frames,
+            tubelet_size=tubelet_size,
+            embed_dim=embed_dim,
+            predictor_embed_dim=predictor_embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            drop_path_rate=drop_path_rate,
+            num_mask_tokens=num_mask_tokens,
+            zero_init_mask_tokens=zero_init_mask_tokens,
+            pos_embed=pos_embed,
+            rope_layout=rope_layout,
+            use_activation_checkpointing=use_activation_checkpointing,
+            init_std=init_std,
+        )
+        self.embed_dim = embed_dim
+        self.predictor_embed_dim = predictor_embed_dim
+        self.num_heads = num_heads
+        self.num_mask_tokens = num_mask_tokens
+        self.pos_embed_type = pos_embed
+        self.use_activation_checkpointing = use_activation_checkpointing
+
+        self.predictor_embed = nn.Linear(embed_dim, predictor_embed_dim)
+        self.mask_tokens = nn.ParameterList(
+            nn.Parameter(torch.zeros(1, 1, predictor_embed_dim)) for _ in range(num_mask_tokens)
+        )
+        self.predictor_pos_embed: Optional[Tensor]
+        if pos_embed == "sincos":
+            self.register_buffer("predictor_pos_embed", sincos_3d(predictor_embed_dim, self.grid).unsqueeze(0))
+        else:
+            self.predictor_pos_embed = None
+        layout = rope_layout if pos_embed == "rope" else None
+        self.predictor_blocks = nn.ModuleList(
+            Block(predictor_embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=dp, rope_layout=layout)
+            for dp in drop_path_rates(drop_path_rate, depth)
+        )
+        self.predictor_norm = nn.LayerNorm(predictor_embed_dim, eps=NORM_EPS)
+        self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim)
+
+        init_weights_(self, init_std)
+        rescale_blocks_(self.predictor_blocks)
+        if not zero_init_mask_tokens:
+            for token in self.mask_tokens:
+                nn.init.trunc_normal_(token, std=init_std)
+
+    def _check_inputs(self, ctx: Tensor, ctx_idx: Tensor, tgt_idx: Tensor, grid: Grid) -> None:
+        if ctx.ndim != 3 or ctx.shape[-1] != self.embed_dim:
+            raise ValueError(f"context must have shape (B, K, {self.embed_dim}), got {tuple(ctx.shape)}")
+        if len(grid) != 3 or any(int(g) <= 0 for g in grid):
+            raise ValueError(f"grid must be three positive ints (T', H', W'), got {grid}")
+        n = grid[0] * grid[1] * grid[2]
+        check_indices(ctx_idx, n)
+        check_indices(tgt_idx, n)
+        if tuple(ctx_idx.shape) != tuple(ctx.shape[:2]):
+            raise ValueError(f"ctx_idx shape {tuple(ctx_idx.shape)} must equal context shape {tuple(ctx.shape[:2])}")
+        if tgt_idx.shape[0] != ctx.shape[0]:
+            raise ValueError(f"batch size mismatch: context {ctx.shape[0]}, tgt_idx {tgt_idx.shape[0]}")
+
+    def forward(
+        self,
+        ctx: Tensor,
+        ctx_idx: Tensor,
+        tgt_idx: Tensor,
+        mask_index: int = 0,
+        grid: Optional[tuple[int, int, int]] = None,
+    ) -> Tensor:
+        """ctx (B, Kc, D) encoder tokens at ctx_idx (B, Kc); returns predictions (B, Kt, D) at tgt_idx.
+
+        `mask_index` picks mask_tokens[mask_index % num_mask_tokens]; `grid` is the token
+        grid of the clip (defaults to the construction grid).
+        """
+        grid = self.grid if grid is None else tuple(int(g) for g in grid)
+        self._check_inputs(ctx, ctx_idx, tgt_idx, grid)
+        b, kc, _ = ctx.shape
+        ctx_idx = ctx_idx.to(device=ctx.device, dtype=torch.long)
+        tgt_idx = tgt_idx.to(device=ctx.device, dtype=torch.long)
+
+        x = self.predictor_embed(ctx)
+        tgt = self.mask_tokens[mask_index % self.num_mask_tokens].to(x.dtype).expand(b, tgt_idx.shape[1], -1)
+        if self.predictor_pos_embed is not None:
+            table = interpolate_pos_embed(self.predictor_pos_embed, self.grid, grid).to(x.dtype).expand(b, -1, -1)
+            x = x + gather_tokens(table, ctx_idx)
+            tgt = tgt + gather_tokens(table, tgt_idx)
+        x = torch.cat((x, tgt), dim=1)
+        idx = torch.cat((ctx_idx, tgt_idx), dim=1)
+
+        order = torch.argsort(idx, dim=1, stable=True)
+        x = gather_tokens(x, order)
+        pos = None
+        if self.predictor_pos_embed is None:
+            pos = index_to_position(torch.gather(idx, 1, order), grid)
+        x = run_blocks(self.predictor_blocks, x, self.use_activation_checkpointing, pos=pos)
+        x = self.predictor_norm(x)
+        restore = torch.argsort(order, dim=1)[:, kc:]
+        return self.predictor_proj(gather_tokens(x, restore))
