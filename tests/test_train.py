@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from jepa.train import build
 from jepa.train.checkpoint import find_latest, load_checkpoint
-from jepa.train.config import register_configs
+from jepa.train.config import ConfigError, register_configs
 from jepa.train.logging import read_metrics
 from jepa.train.loop import NonFiniteLossError, train
 
@@ -147,10 +147,17 @@ def test_loss_goes_down_quickly(tmp_path: Path, cache: Path) -> None:
     assert summary["end_step"] == 30
 
 
-@pytest.mark.parametrize("override", ["model.not_a_key=1", "+trainer.typo=3", "optim.lr=fast"])
-def test_bad_config_fails_before_work(override: str) -> None:
+@pytest.mark.parametrize("override", ["model.not_a_key=1", "optim.lr=fast", "trainer=nonexistent"])
+def test_bad_config_fails_at_compose(override: str) -> None:
     with pytest.raises(ConfigCompositionException):
         compose_cfg([override])
+
+
+def test_added_unknown_key_fails_before_work(tmp_path: Path) -> None:
+    cfg = compose_cfg(tiny_overrides(tmp_path / "run", tmp_path / "cache") + ["+trainer.typo=3"])
+    with pytest.raises(ConfigError, match="typo"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -7,10 +7,14 @@ value of the wrong type fails at compose time, before any data is read or model 
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
 
 
 @dataclass
@@ -131,6 +135,45 @@ class JepaConfig:
     mask: MaskConfig = field(default_factory=MaskConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+class ConfigError(ValueError):
+    """A config that does not fit the schema (unknown key, wrong type)."""
+
+
+def _unknown_keys(node: Any, schema: Any, prefix: str) -> list[str]:
+    if dataclasses.is_dataclass(schema):
+        if not isinstance(node, dict):
+            return []
+        fields = {f.name: f.type for f in dataclasses.fields(schema)}
+        hints = typing.get_type_hints(schema)
+        bad = [f"{prefix}{k}" for k in node if k not in fields]
+        for k, v in node.items():
+            if k in fields:
+                bad += _unknown_keys(v, hints[k], f"{prefix}{k}.")
+        return bad
+    origin, args = typing.get_origin(schema), typing.get_args(schema)
+    if origin in (list, List) and args and isinstance(node, list):
+        return [b for i, item in enumerate(node) for b in _unknown_keys(item, args[0], f"{prefix}{i}.")]
+    if origin is typing.Union:
+        return [b for a in args if dataclasses.is_dataclass(a) for b in _unknown_keys(node, a, prefix)]
+    return []
+
+
+def validate_config(cfg: Any) -> Any:
+    """Check ``cfg`` against the typed schema; unknown keys or wrong types raise ``ConfigError``.
+
+    Composition already checks keys coming from the YAML tree, but Hydra's ``+key=value``
+    bypasses the schema on purpose; this closes that gap before any work is done.
+    """
+    container = OmegaConf.to_container(cfg, resolve=False)
+    unknown = _unknown_keys(container, JepaConfig, "")
+    if unknown:
+        raise ConfigError(f"unknown config keys: {', '.join(unknown)} (see configs/ and jepa/train/config.py)")
+    try:
+        return OmegaConf.merge(OmegaConf.structured(JepaConfig), cfg)
+    except (ConfigKeyError, ValidationError) as e:
+        raise ConfigError(f"invalid config: {e}") from None
 
 
 def register_configs() -> None:

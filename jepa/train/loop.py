@@ -23,6 +23,7 @@ from jepa.data.loader import build_pretrain_loader
 from jepa.data.transforms import normalize_clip
 from jepa.masks.collate import MaskCollator
 from jepa.train import build
+from jepa.train.config import validate_config
 from jepa.train.checkpoint import find_latest, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from jepa.train.logging import JsonlMetrics
 from jepa.train.schedules import Cosine, Linear, WarmupDecay
@@ -78,6 +79,7 @@ def make_accelerator(cfg: Any) -> Accelerator:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run (or resume) pretraining as configured; returns a summary of the run."""
+    cfg = validate_config(cfg)
     t = cfg.trainer
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -159,6 +161,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model.train()
 
     def save(step: int) -> None:
+        bad = [n for n, p in core.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise NonFiniteLossError(f"refusing to checkpoint non-finite weights at step {step}: {bad[:5]}")
         if accelerator.is_main_process:
             save_checkpoint(
                 run_dir,
@@ -220,12 +225,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 if accelerator.is_main_process:
                     log.warning("non-finite loss at step %d (%d in a row): step skipped", step, nonfinite)
             optimizer.zero_grad(set_to_none=True)
-            if nonfinite >= t.max_nonfinite:
-                raise NonFiniteLossError(
-                    f"{nonfinite} consecutive non-finite losses (last at step {step}); stopping without "
-                    f"saving. The last good checkpoint is {find_latest(run_dir)}. Lower optim.lr, enable "
-                    "optim.clip_grad, or check the data."
-                )
             loss_value = mean_loss.item()
             if math.isnan(first_loss) and finite:
                 first_loss = loss_value
@@ -252,9 +251,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                     wait=f"{record['data_wait']:.0%}",
                 )
                 bar.update(1)
+            if nonfinite >= t.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"{nonfinite} consecutive non-finite losses (last at step {step}); stopping without "
+                    f"saving. The last good checkpoint is {find_latest(run_dir)}. Lower optim.lr, enable "
+                    "optim.clip_grad, or check the data."
+                )
             if t.tensorboard and (step % t.log_every == 0 or step == t.max_steps - 1):
                 accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
-            if t.ckpt_every and (step + 1) % t.ckpt_every == 0 and step + 1 < t.max_steps:
+            if t.ckpt_every and (step + 1) % t.ckpt_every == 0 and step + 1 < t.max_steps and nonfinite == 0:
                 save(step + 1)
         if t.max_steps > start_step or find_latest(run_dir) is None:
             save(t.max_steps)
