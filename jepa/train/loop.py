@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from jepa.data.loader import build_pretrain_loader
 from jepa.data.transforms import normalize_clip
-from jepa.masks.collate import MaskCollator
+from jepa.masks.collate import batch_seed
+from jepa.masks.multiblock import MaskSampler
 from jepa.train import build
 from jepa.train.config import validate_config
 from jepa.train.checkpoint import find_latest, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -58,6 +59,28 @@ def load_for_new_shape(module: torch.nn.Module, weights: dict[str, torch.Tensor]
     missing = [k for k in missing if k not in weights or not k.endswith("pos_embed")]
     if missing or unexpected:
         raise ValueError(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
+
+
+class StepMasks:
+    """Masks drawn for the whole global batch of a step, then split by rank and micro-batch.
+
+    Seeding by (seed, step) and slicing the rows that belong to this rank's samples makes
+    N processes x batch b, one process x batch N*b, and gradient accumulation draw identical
+    masks (block sizes are per batch and lengths are truncated per batch, so masks drawn per
+    local batch would differ), which is what lets their losses and weights agree.
+    """
+
+    def __init__(self, sampler: MaskSampler, seed: int, rank: int, world: int) -> None:
+        self.sampler, self.seed, self.rank, self.world = sampler, seed, rank, world
+
+    def __call__(
+        self, step: int, micro: int, batch: int, accum: int, device: torch.device
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        generator = torch.Generator().manual_seed(batch_seed(self.seed, [step]))
+        ctx, tgt = self.sampler(batch * self.world * accum, generator)
+        # The data stream gives global position start + i*world + rank to this rank's i-th sample.
+        rows = (torch.arange(batch) + micro * batch) * self.world + self.rank
+        return [c[rows].to(device) for c in ctx], [t[rows].to(device) for t in tgt]
 
 
 def _infinite(loader: torch.utils.data.DataLoader) -> Iterator[dict]:
@@ -124,8 +147,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         accelerator.scaler.load_state_dict(state["scaler"])
     core = accelerator.unwrap_model(model)
 
-    grid = build.token_grid(cfg)
-    collate = MaskCollator(build.mask_specs(cfg), grid, seed=cfg.seed)
+    masks = StepMasks(MaskSampler(build.mask_specs(cfg), build.token_grid(cfg)), cfg.seed, rank, world)
     dataset = build.build_dataset(cfg)
     per_step = cfg.data.batch_size * world * t.grad_accum
     loader = build_pretrain_loader(
@@ -136,7 +158,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         rank=rank,
         world_size=world,
         start_sample=start_step * per_step,
-        collate_fn=collate,
     )
     batches = _infinite(loader)
     if state is not None:
@@ -201,8 +222,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 batch = next(batches)
                 data_wait += time.perf_counter() - td
                 clips = normalize_clip(batch["video"][:, 0].to(device, non_blocking=True))
-                masks_ctx = [m.to(device, non_blocking=True) for m in batch["masks_ctx"]]
-                masks_tgt = [m.to(device, non_blocking=True) for m in batch["masks_tgt"]]
+                masks_ctx, masks_tgt = masks(step, micro, cfg.data.batch_size, t.grad_accum, device)
                 sync = micro == t.grad_accum - 1
                 ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
                 with ctx, accelerator.autocast():
