@@ -1,0 +1,186 @@
+"""Read the list of files a dataset is made of, from a manifest file or a folder.
+
+Accepted inputs:
+- CSV (`path,label`), TSV (`path<TAB>label`) or the space-separated `path label` files that
+  V-JEPA and VideoMAE use; the label is optional, a header row (`path,label`) is skipped,
+  blank lines and `#` comments are ignored. Relative paths are relative to the manifest.
+- A folder: its video (or image) files, recursively, in sorted order. When every file sits in
+  a first-level subfolder (`root/<class>/<file>`, as in ImageFolder or Kinetics), the label is
+  the index of that subfolder in sorted order; otherwise there is no label.
+
+Rows that cannot be used (missing file, wrong field count, non-integer label, wrong kind of
+file) are skipped and reported with their line numbers; a manifest with no usable row raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts", ".ogv"}
+)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+_HEADER_NAMES = frozenset({"path", "video", "file", "filename", "image", "filepath", "video_path"})
+_MAX_REPORTED = 20
+
+Kind = Literal["auto", "video", "image"]
+
+
+class ManifestError(ValueError):
+    """A manifest or folder gives no usable entry, or a row is bad and `strict` is on."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One file of a dataset; `label` is None when the manifest has none."""
+
+    path: str
+    label: int | None = None
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    """Whether a path names a still image (by extension); everything else is read as video."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _kind_ok(path: str, kind: Kind) -> bool:
+    if kind == "image":
+        return is_image_path(path)
+    if kind == "video":
+        return not is_image_path(path)
+    return True
+
+
+def read_manifest(
+    path_or_dir: str | os.PathLike,
+    kind: Kind = "auto",
+    check_exists: bool = True,
+    strict: bool = False,
+) -> list[ManifestEntry]:
+    """Entries of a manifest file or a folder of videos/images.
+
+    `check_exists=False` skips the per-row file check (slow on network file systems for
+    millions of rows; the dataset still replaces unreadable files at run time). `strict`
+    turns any bad row into a ManifestError instead of a skipped, reported row.
+    """
+    if kind not in ("auto", "video", "image"):
+        raise ValueError(f"kind must be 'auto', 'video' or 'image', got {kind!r}")
+    source = Path(path_or_dir)
+    if source.is_dir():
+        entries = _scan_folder(source, kind)
+        if not entries:
+            wanted = {"auto": "video or image", "video": "video", "image": "image"}[kind]
+            raise ManifestError(f"{source}: no {wanted} files found")
+        return entries
+    if not source.is_file():
+        raise ManifestError(f"{source}: no such manifest file or folder")
+    return _read_rows(source, kind, check_exists, strict)
+
+
+def _scan_folder(root: Path, kind: Kind) -> list[ManifestEntry]:
+    extensions = {"auto": VIDEO_EXTENSIONS | IMAGE_EXTENSIONS, "video": VIDEO_EXTENSIONS, "image": IMAGE_EXTENSIONS}[
+        kind
+    ]
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file() and not p.name.startswith(".")
+    )
+    relative = [p.relative_to(root) for p in files]
+    if files and all(len(r.parts) == 2 for r in relative):
+        # Numbered over all class folders, so video and image scans of one tree agree.
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        classes = {name: i for i, name in enumerate(folders)}
+        return [ManifestEntry(str(p), classes[r.parts[0]]) for p, r in zip(files, relative)]
+    return [ManifestEntry(str(p), None) for p in files]
+
+
+def _split_row(line: str, delimiter: str | None) -> list[str]:
+    if delimiter is not None:
+        return [field.strip() for field in line.split(delimiter)]
+    # Space-separated: the path may itself contain spaces, the label never does.
+    head, _, tail = line.rpartition(" ")
+    if head and _parse_label(tail.strip()) is not None:
+        return [head.strip(), tail.strip()]
+    return [line.strip()]
+
+
+def _parse_label(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+        return int(value) if value.is_integer() else None
+
+
+def _is_header(line: str, delimiter: str | None) -> bool:
+    first = line.split(delimiter)[0] if delimiter else (line.split() or [""])[0]
+    return first.strip().lower() in _HEADER_NAMES
+
+
+def _delimiter(source: Path, head: list[str]) -> str | None:
+    """Tab, comma, or None for space-separated, judged from the first rows."""
+    if source.suffix.lower() == ".tsv" or any("\t" in line for line in head):
+        return "\t"
+    if any("," in line for line in head):
+        return ","
+    return None
+
+
+def _read_rows(source: Path, kind: Kind, check_exists: bool, strict: bool) -> list[ManifestEntry]:
+    with open(source, encoding="utf-8-sig") as f:
+        lines = [(number, line.rstrip("\r\n")) for number, line in enumerate(f, start=1)]
+    rows = [(n, line) for n, line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not rows:
+        raise ManifestError(f"{source}: the manifest is empty")
+    delimiter = _delimiter(source, [line for _, line in rows[:20]])
+    base = source.parent
+    entries: list[ManifestEntry] = []
+    problems: list[str] = []
+    for position, (number, line) in enumerate(rows):
+        fields = _split_row(line, delimiter)
+        if position == 0 and _is_header(line, delimiter):
+            continue
+        problem, entry = _parse_fields(fields, base, kind, check_exists)
+        if problem:
+            problems.append(f"line {number}: {problem}")
+        else:
+            entries.append(entry)
+    if problems:
+        message = f"{source}: skipped {len(problems)} bad row(s): " + "; ".join(problems[:_MAX_REPORTED])
+        if len(problems) > _MAX_REPORTED:
+            message += f"; ... and {len(problems) - _MAX_REPORTED} more"
+        if strict:
+            raise ManifestError(message)
+        logger.warning(message)
+    if not entries:
+        raise ManifestError(f"{source}: no usable rows ({len(problems)} bad)")
+    return entries
+
+
+def _parse_fields(
+    fields: list[str], base: Path, kind: Kind, check_exists: bool
+) -> tuple[str | None, ManifestEntry | None]:
+    if len(fields) > 2:
+        return f"expected 'path[,label]', got {len(fields)} fields", None
+    path = fields[0]
+    if not path:
+        return "empty path", None
+    label = None
+    if len(fields) == 2 and fields[1] != "":
+        label = _parse_label(fields[1])
+        if label is None:
+            return f"label {fields[1]!r} is not an integer", None
+    resolved = path if os.path.isabs(path) else str(base / path)
+    if not _kind_ok(resolved, kind):
+        return f"{path} is not a {kind} file", None
+    if check_exists and not os.path.isfile(resolved):
+        return f"missing file {path}", None
+    return None, ManifestEntry(resolved, label)

@@ -1,0 +1,89 @@
+"""Manifest formats and validation: every accepted layout, bad rows reported by line number."""
+
+import logging
+
+import pytest
+
+from jepa.data.manifest import ManifestEntry, ManifestError, read_manifest
+
+
+@pytest.fixture()
+def files(tmp_path):
+    names = ["a.mp4", "b c.mp4", "img.jpg"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("m.csv", "path,label\na.mp4,3\nb c.mp4,5\n"),
+        ("m.tsv", "a.mp4\t3\nb c.mp4\t5\n"),
+        ("m.txt", "a.mp4 3\nb c.mp4 5\n"),
+        ("m.csv", "# comment\n\na.mp4,3\r\nb c.mp4,5.0\n"),
+    ],
+)
+def test_formats_give_the_same_entries(files, name, text):
+    manifest = files / name
+    manifest.write_text(text)
+    entries = read_manifest(manifest)
+    assert entries == [ManifestEntry(str(files / "a.mp4"), 3), ManifestEntry(str(files / "b c.mp4"), 5)]
+
+
+def test_labels_are_optional_and_absolute_paths_kept(files):
+    manifest = files / "m.csv"
+    manifest.write_text(f"{files / 'a.mp4'}\nimg.jpg,\n")
+    assert read_manifest(manifest) == [
+        ManifestEntry(str(files / "a.mp4"), None),
+        ManifestEntry(str(files / "img.jpg"), None),
+    ]
+
+
+def test_bad_rows_are_skipped_and_reported_with_line_numbers(files, caplog):
+    manifest = files / "m.csv"
+    manifest.write_text("path,label\na.mp4,1\nmissing.mp4,2\na.mp4,cat\na.mp4,1,2\n,4\n")
+    with caplog.at_level(logging.WARNING):
+        entries = read_manifest(manifest)
+    assert entries == [ManifestEntry(str(files / "a.mp4"), 1)]
+    message = caplog.text
+    for line in ("line 3: missing file", "line 4: label 'cat'", "line 5: expected", "line 6: empty path"):
+        assert line in message
+    with pytest.raises(ManifestError, match="line 3"):
+        read_manifest(manifest, strict=True)
+
+
+def test_no_usable_rows_is_an_error(files):
+    manifest = files / "m.csv"
+    manifest.write_text("nope.mp4,1\nalso_missing.mp4,2\n")
+    with pytest.raises(ManifestError, match="no usable rows"):
+        read_manifest(manifest)
+    manifest.write_text("\n# only a comment\n")
+    with pytest.raises(ManifestError, match="empty"):
+        read_manifest(manifest)
+    with pytest.raises(ManifestError, match="no such"):
+        read_manifest(files / "absent.csv")
+
+
+def test_kind_filters_rows(files):
+    manifest = files / "m.csv"
+    manifest.write_text("a.mp4,1\nimg.jpg,2\n")
+    assert [e.label for e in read_manifest(manifest, kind="image")] == [2]
+    assert [e.label for e in read_manifest(manifest, kind="video")] == [1]
+    assert len(read_manifest(manifest, check_exists=False)) == 2
+
+
+def test_folders_with_and_without_class_subfolders(tmp_path):
+    for cls, name in [("dog", "1.mp4"), ("cat", "2.webm"), ("cat", "3.mp4"), ("dog", "x.jpg")]:
+        (tmp_path / "classes" / cls).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "classes" / cls / name).write_bytes(b"x")
+    videos = read_manifest(tmp_path / "classes", kind="video")
+    assert [(e.path.split("/")[-1], e.label) for e in videos] == [("2.webm", 0), ("3.mp4", 0), ("1.mp4", 1)]
+    images = read_manifest(tmp_path / "classes", kind="image")
+    assert [(e.path.split("/")[-1], e.label) for e in images] == [("x.jpg", 1)]
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "v.mp4").write_bytes(b"x")
+    (tmp_path / "flat" / "notes.txt").write_text("ignored")
+    assert read_manifest(tmp_path / "flat") == [ManifestEntry(str(tmp_path / "flat" / "v.mp4"), None)]
+    with pytest.raises(ManifestError, match="no image files"):
+        read_manifest(tmp_path / "flat", kind="image")

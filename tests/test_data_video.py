@@ -1,0 +1,156 @@
+"""Decoding real mp4/webm files both backends, clip index sampling, and decode failures."""
+
+import numpy as np
+import pytest
+
+from jepa.data.synthetic import write_video
+from jepa.data.video import (
+    ClipSampler,
+    ShortVideoError,
+    VideoDecodeError,
+    available_backends,
+    open_video,
+    read_clips,
+    resolve_backend,
+)
+
+BACKENDS = available_backends()
+
+
+def indexed_frames(num_frames: int, height: int = 64, width: int = 64, seed: int = 0) -> np.ndarray:
+    """Textured moving frames whose top rows encode the frame index as a grey level (index * 4)."""
+    rng = np.random.default_rng(seed)
+    texture = rng.integers(0, 256, (height, 2 * width, 3), dtype=np.uint8)
+    frames = np.stack([np.roll(texture, 3 * t, axis=1)[:, :width] for t in range(num_frames)])
+    frames[:, :16] = (np.arange(num_frames) * 4).astype(np.uint8)[:, None, None, None]
+    return frames
+
+
+def decoded_index(frames: np.ndarray) -> np.ndarray:
+    stripe = frames.shape[-3] * 16 // 64
+    return np.round(
+        frames[..., stripe // 4 : stripe * 3 // 4, 8:-8, :].reshape(*frames.shape[:-3], -1).mean(-1) / 4
+    ).astype(int)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    frames = indexed_frames(60)
+    return {
+        "mp4": write_video(root / "v.mp4", frames, 30, keyint=12, crf=12),
+        "webm": write_video(root / "v.webm", frames, 30, keyint=12, crf=12),
+        "frames": frames,
+    }
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("container", ["mp4", "webm"])
+def test_decode_matches_requested_frames(videos, backend, container):
+    reader = open_video(videos[container], backend)
+    assert (reader.num_frames, reader.fps, reader.height, reader.width) == (60, 30.0, 64, 64)
+    reader.close()
+    indices = np.array([[0, 7, 15, 22], [40, 41, 59, 59], [30, 12, 3, 50]])
+    clips = read_clips(videos[container], indices, backend)
+    assert clips.dtype == np.uint8 and clips.shape == (3, 4, 64, 64, 3)
+    np.testing.assert_array_equal(decoded_index(clips), indices)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reduced_resolution_read(videos, backend):
+    clips = read_clips(videos["mp4"], np.array([[5, 25]]), backend, target_short_side=40)
+    assert clips.shape == (1, 2, 40, 40, 3)
+    np.testing.assert_array_equal(decoded_index(clips), [[5, 25]])
+    assert read_clips(videos["mp4"], np.array([[5]]), backend, target_short_side=128).shape == (1, 1, 64, 64, 3)
+
+
+def test_pyav_reads_are_exact_across_gops(videos):
+    """Frames reached by seeking and frame skipping equal those of a full sequential decode."""
+    import av
+
+    with av.open(str(videos["mp4"])) as container:
+        full = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        indices = np.sort(rng.integers(0, 60, (2, 6)), axis=1)
+        np.testing.assert_array_equal(read_clips(videos["mp4"], indices, "pyav"), full[indices])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unreadable_files_raise_decode_error(tmp_path, videos, backend):
+    data = videos["mp4"].read_bytes()
+    cases = {
+        "empty.mp4": b"",
+        "garbage.mp4": np.random.default_rng(0).bytes(4096),
+        "truncated.mp4": data[: len(data) // 2],
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    write_video(tmp_path / "front_index.mp4", videos["frames"], 30, keyint=12, faststart=True)
+    whole = (tmp_path / "front_index.mp4").read_bytes()
+    (tmp_path / "front_index_cut.mp4").write_bytes(whole[: len(whole) // 2])
+    for name in [*cases, "missing.mp4"]:
+        with pytest.raises(VideoDecodeError):
+            open_video(tmp_path / name, backend).get_frames(np.arange(60))
+    # The index survives at the front and the stream is cut: decoding to the end fails.
+    with pytest.raises(VideoDecodeError):
+        reader = open_video(tmp_path / "front_index_cut.mp4", backend)
+        reader.get_frames(np.arange(reader.num_frames))
+    if backend == "pyav":
+        assert open_video(tmp_path / "front_index_cut.mp4", backend).num_frames == 60, "opens from its index"
+
+
+def test_backend_choice():
+    assert resolve_backend("auto") == BACKENDS[0]
+    with pytest.raises(ValueError):
+        resolve_backend("opencv")
+
+
+@pytest.mark.parametrize("fps, video_fps", [(4, 30.0), (8, 25.0), (5, 29.97), (2, 60.0)])
+def test_fps_sampling_keeps_the_rate(fps, video_fps):
+    sampler = ClipSampler(16, fps=fps, num_clips=3)
+    indices = sampler.sample(3000, video_fps, np.random.default_rng(0))
+    assert indices.shape == (3, 16) and indices.dtype == np.int64
+    times = indices / video_fps
+    # Every frame is within half a source frame of the ideal 1/fps grid.
+    ideal = times[:, :1] + np.arange(16) / fps
+    assert np.abs(times - ideal).max() <= 0.5 / video_fps + 1e-9
+    assert (np.diff(indices[:, 0]) > 0).all(), "clips come in temporal order"
+
+
+def test_frame_step_and_duration():
+    step = ClipSampler(8, frame_step=3).sample(100, 30.0, np.random.default_rng(1))
+    assert (np.diff(step) == 3).all() and step.min() >= 0 and step.max() < 100
+    dur = ClipSampler(10, duration=2.0, random_start=False).sample(300, 30.0, np.random.default_rng(0))
+    assert (np.diff(dur) == 6).all()
+    assert dur[0, 0] == (300 - 55) // 2, "a single eval clip sits in the middle"
+
+
+def test_starts_are_random_but_reproducible_and_uniform_when_asked():
+    sampler = ClipSampler(4, frame_step=2)
+    draws = [sampler.sample(200, 30.0, np.random.default_rng(s))[0, 0] for s in range(50)]
+    assert len(set(draws)) > 20
+    assert (
+        sampler.sample(200, 30.0, np.random.default_rng(3)).tolist()
+        == sampler.sample(200, 30.0, np.random.default_rng(3)).tolist()
+    )
+    uniform = ClipSampler(4, frame_step=2, num_clips=3, random_start=False).sample(107, 30.0, np.random.default_rng(0))
+    assert uniform[:, 0].tolist() == [0, 50, 100]
+
+
+def test_short_videos_pad_or_skip():
+    padded = ClipSampler(8, frame_step=2).sample(5, 30.0, np.random.default_rng(0))
+    assert padded.tolist() == [[0, 2, 4, 4, 4, 4, 4, 4]]
+    with pytest.raises(ShortVideoError):
+        ClipSampler(8, frame_step=2, short_video="skip").sample(5, 30.0, np.random.default_rng(0))
+
+
+def test_sampler_rejects_bad_configs():
+    with pytest.raises(ValueError, match="exactly one"):
+        ClipSampler(8, fps=4, frame_step=2)
+    with pytest.raises(ValueError, match="exactly one"):
+        ClipSampler(8)
+    with pytest.raises(ValueError):
+        ClipSampler(8, frame_step=1.5)
+    with pytest.raises(ValueError, match="frame rate"):
+        ClipSampler(8, fps=4).sample(100, 0.0, np.random.default_rng(0))
