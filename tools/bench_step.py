@@ -1,0 +1,151 @@
+"""Train-step benchmark (design.md §5): clips/s, time per phase, peak memory, and on GPU the
+achieved TFLOP/s and MFU.
+
+Default = the protocol configuration: ViT-S/16 with RoPE, 16 frames at 128 px, batch 4,
+predictor 6 x 192 (6 heads), the two V-JEPA 2 mask configs, fp32, 2 threads::
+
+    python tools/bench_step.py
+    python tools/bench_step.py --model vit_large --img 256 --batch 8 --dtype bf16 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+from jepa.masks.multiblock import VJEPA2_DEFAULT, MaskSampler
+from jepa.masks.ops import gather_tokens
+from jepa.models.registry import create_encoder, create_predictor
+from jepa.train.build import param_groups
+from jepa.train.flops import step_flops
+from jepa.train.step import JEPA
+
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="vit_small")
+    p.add_argument("--img", type=int, default=128)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--pred-depth", type=int, default=6)
+    p.add_argument("--pred-dim", type=int, default=192)
+    p.add_argument("--pred-heads", type=int, default=6)
+    p.add_argument("--steps", type=int, default=6, help="timed steps after one warm-up step")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoder and predictor blocks")
+    return p.parse_args()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    a = parse()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    device = torch.device(a.device)
+    enc = create_encoder(a.model, img_size=a.img, num_frames=a.frames, use_activation_checkpointing=a.checkpointing)
+    pred = create_predictor(
+        img_size=a.img, num_frames=a.frames, embed_dim=enc.embed_dim, predictor_embed_dim=a.pred_dim,
+        depth=a.pred_depth, num_heads=a.pred_heads, use_activation_checkpointing=a.checkpointing,
+    )
+    model = JEPA(enc, pred, copy.deepcopy(enc)).to(device)
+    if a.compile:
+        for blocks in (model.encoder.blocks, model.target_encoder.blocks, model.predictor.predictor_blocks):
+            for b in blocks:
+                b.compile()
+    opt = torch.optim.AdamW(param_groups(model), lr=1e-4, weight_decay=0.04, foreach=True)
+    grid = enc.grid_size(a.frames, a.img, a.img)
+    sampler = MaskSampler(VJEPA2_DEFAULT, grid)
+    clips = torch.randn(a.batch, 3, a.frames, a.img, a.img, device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16")
+
+    phases = ["target_fwd", "context_fwd", "predictor_fwd", "backward", "optimizer", "ema"]
+    times: dict[str, list[float]] = {k: [] for k in phases + ["step"]}
+    gen = torch.Generator().manual_seed(0)
+    for it in range(a.steps + 1):
+        ctx_idx, tgt_idx = sampler(a.batch, gen)
+        ctx_idx = [c.to(device) for c in ctx_idx]
+        tgt_idx = [t.to(device) for t in tgt_idx]
+        tick: dict[str, float] = {k: 0.0 for k in phases}
+        sync(device)
+        t_start = last = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal last
+            sync(device)
+            now = time.perf_counter()
+            tick[name] += now - last
+            last = now
+
+        with autocast:
+            h = model.targets(clips)
+            lap("target_fwd")
+            losses = []
+            for i, (c, t) in enumerate(zip(ctx_idx, tgt_idx)):
+                z = model.encoder(clips, masks=c)
+                lap("context_fwd")
+                p = model.predictor(z, c, t, mask_index=0)
+                losses.append(torch.mean(torch.abs(p - gather_tokens(h, t))))
+                lap("predictor_fwd")
+            loss = torch.stack(losses).mean()
+        loss.backward()
+        lap("backward")
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        lap("optimizer")
+        model.update_target(0.999)
+        lap("ema")
+        step_time = time.perf_counter() - t_start
+        if it > 0:
+            for k in phases:
+                times[k].append(tick[k])
+            times["step"].append(step_time)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    clips_per_s = a.batch / med["step"]
+    print(f"command: {' '.join(sys.argv)}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}, "
+        f"machine {platform.machine()} {platform.processor() or ''} ({platform.node()}), python {platform.python_version()}"
+    )
+    print(
+        f"config: {a.model} {a.frames}x{a.img}px batch {a.batch}, predictor {a.pred_depth}x{a.pred_dim}, "
+        f"masks {len(VJEPA2_DEFAULT)} configs, {a.dtype}, grid {grid}, "
+        f"kept ctx {[c.shape[1] for c in ctx_idx]} tgt {[t.shape[1] for t in tgt_idx]}"
+    )
+    print(f"clips/s: {clips_per_s:.2f}  (median step {med['step'] * 1e3:.0f} ms over {a.steps} steps)")
+    print("ms per phase: " + ", ".join(f"{k} {med[k] * 1e3:.0f}" for k in phases))
+    print(f"peak memory: {peak_memory_mb(device):.0f} MB ({'GPU allocated' if device.type == 'cuda' else 'process RSS'})")
+    flops = step_flops(model, a.batch, a.frames, a.img, [c.shape[1] for c in ctx_idx], [t.shape[1] for t in tgt_idx])
+    achieved = flops / med["step"] / 1e12
+    print(f"model FLOPs per step: {flops / 1e12:.3f} TFLOP, achieved {achieved:.3f} TFLOP/s")
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name()
+        peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+        if peak and a.dtype == "bf16":
+            print(f"MFU: {100 * achieved / peak:.1f}% of {peak:.0f} dense bf16 TFLOP/s ({name})")
+
+
+if __name__ == "__main__":
+    main()
