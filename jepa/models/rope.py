@@ -14,13 +14,15 @@ Two layouts of the per-channel angle table exist:
 - "interleaved": the table is [f_0, f_0, f_1, f_1, ...], a true rotation per pair, so
   q . k depends only on the position difference. Use it for new models.
 
-Nothing is cached: angles are computed from the positions of each call, so any grid
-(other resolutions, frame counts, masked subsets) works.
+Angles come from the positions of each call, so any grid (other resolutions, frame
+counts, masked subsets) works. Every layer of a model rotates by the same positions, so a
+model may compute the cos/sin tables once per forward (`RoPE3D.tables`) and pass them in
+place of the positions: the result is bit-identical and each layer skips the trigonometry.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor
@@ -44,6 +46,18 @@ def grid_positions(grid: tuple[int, int, int], device: Optional[torch.device] = 
     """(T*H*W, 3) positions of every token of a grid, in t-major order."""
     n = grid[0] * grid[1] * grid[2]
     return index_to_position(torch.arange(n, device=device), grid)
+
+
+class RopeTables(NamedTuple):
+    """Per-channel tables over the whole head dim, broadcastable to (B, H, N, head_dim).
+
+    `sin` carries the sign of the pair rotation (-sin on channel 2i, +sin on 2i + 1) and
+    the unrotated remainder channels have cos 1 and sin 0, so applying is one fused
+    `x * cos + pair_swap(x) * sin`, with no slicing or concatenation per call.
+    """
+
+    cos: Tensor
+    sin: Tensor
 
 
 class RoPE3D:
@@ -96,13 +110,45 @@ class RoPE3D:
             table = freq.repeat_interleave(2, dim=-1)
         return table.flatten(-2)
 
-    def apply(self, x: Tensor, pos: Tensor, axis_mask: Optional[Tensor] = None) -> Tensor:
-        """Rotate x (B, H, N, head_dim) (any leading dims before H) by positions (N, 3) or (B, N, 3)."""
+    def tables(self, pos: Tensor, axis_mask: Optional[Tensor] = None, dtype: torch.dtype = torch.float32) -> RopeTables:
+        """cos / signed-sin tables for positions (N, 3) or (B, N, 3); see `RopeTables`. Even head_dim only."""
+        if self.head_dim % 2:
+            raise ValueError(f"rope tables need an even head_dim, got {self.head_dim}")
+        theta = self.angles(pos, axis_mask, dtype)
+        cos = theta.cos()
+        sign = torch.tensor([-1.0, 1.0], dtype=dtype, device=theta.device)  # -sin on channel 2i, +sin on 2i + 1
+        sin = (theta.sin().unflatten(-1, (-1, 2)) * sign).flatten(-2)
+        rest = self.head_dim - self.rotated_dim
+        if rest:
+            cos = torch.cat((cos, cos.new_ones(*cos.shape[:-1], rest)), dim=-1)
+            sin = torch.cat((sin, sin.new_zeros(*sin.shape[:-1], rest)), dim=-1)
+        if pos.ndim == 3:
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, N, head_dim): broadcast over heads
+        return RopeTables(cos, sin)
+
+    def apply(self, x: Tensor, pos: Union[Tensor, RopeTables], axis_mask: Optional[Tensor] = None) -> Tensor:
+        """Rotate x (B, H, N, head_dim) (any leading dims before H) by positions (N, 3) or
+        (B, N, 3), or by tables from `tables()` (which already include any axis mask)."""
         if x.shape[-1] != self.head_dim:
             raise ValueError(f"expected head_dim {self.head_dim}, got {x.shape[-1]}")
-        if pos.shape[-2] != x.shape[-2]:
-            raise ValueError(f"got {pos.shape[-2]} positions for {x.shape[-2]} tokens")
-        # Angles in float32 even under bf16 autocast (float64 for float64 inputs).
+        if isinstance(pos, RopeTables):
+            if axis_mask is not None:
+                raise ValueError("precomputed rope tables already include the axis mask; pass it to tables()")
+            if pos.cos.shape[-2] != x.shape[-2] or pos.cos.shape[-1] != self.head_dim:
+                raise ValueError(f"rope tables of shape {tuple(pos.cos.shape)} do not fit input {tuple(x.shape)}")
+            tables = pos
+        else:
+            if pos.shape[-2] != x.shape[-2]:
+                raise ValueError(f"got {pos.shape[-2]} positions for {x.shape[-2]} tokens")
+            if self.head_dim % 2:
+                return self._apply_sliced(x, pos, axis_mask)
+            # Angles in float32 even under bf16 autocast (float64 for float64 inputs).
+            tables = self.tables(pos, axis_mask, torch.float64 if x.dtype == torch.float64 else torch.float32)
+        swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+        return x * tables.cos.to(x.dtype) + swapped * tables.sin.to(x.dtype)
+
+    def _apply_sliced(self, x: Tensor, pos: Tensor, axis_mask: Optional[Tensor]) -> Tensor:
+        """Odd head dims cannot be paired whole: rotate the first 3 * d channels, keep the rest."""
         theta = self.angles(pos, axis_mask, torch.float64 if x.dtype == torch.float64 else torch.float32)
         if theta.ndim == 3:
             theta = theta.unsqueeze(1)  # (B, 1, N, 3d): broadcast over heads
@@ -110,9 +156,6 @@ class RoPE3D:
         rot, rest = x[..., : self.rotated_dim], x[..., self.rotated_dim :]
         pairs = rot.unflatten(-1, (-1, 2))
         swapped = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-        out = rot * cos + swapped * sin
-        if rest.shape[-1] == 0:
-            return out
-        return torch.cat((out, rest), dim=-1)
+        return torch.cat((rot * cos + swapped * sin, rest), dim=-1)
 
     __call__ = apply

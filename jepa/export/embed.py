@@ -1,0 +1,472 @@
+"""Embedding extraction: run a frozen encoder over every window of every video of a manifest.
+
+Each video is cut into windows of `frames_per_clip` frames (sampled at `fps` or every
+`frame_step` source frames): sliding windows every `stride_s` seconds / `stride_frames`
+frames (default: back to back), or `num_clips` evenly spaced ones. Each window gives
+`num_crops` spatial views (short side resized to `short_side`, crops spread along the long
+side). One output row per (video, window, crop): a pooled vector (mean over tokens) and/or
+the token grid (T', H', W', D).
+
+Output directory:
+- `embed.json`: settings, encoder config, manifest fingerprint (a rerun with other settings
+  into the same directory is refused instead of mixing rows);
+- `shard_00000.safetensors` (tensors `pooled`, `tokens`) or `shard_00000.pooled.npy` /
+  `shard_00000.tokens.npy`, one shard per `videos_per_shard` manifest entries;
+- `shard_00000.csv`: the shard's rows, written last, so its presence marks a finished
+  shard and a rerun after an interruption skips it;
+- `index.csv`: all rows once every shard is done, `row` being the global row number:
+  row, shard, shard_row, path, label, video, window, crop, start_frame, end_frame, start_s, end_s
+  (frames [start_frame, end_frame) of the source video, seconds likewise).
+
+Videos that cannot be decoded or are too short with `short_video="skip"` give no rows and
+are listed in the summary; they never stop a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from safetensors.numpy import save_file as save_numpy
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm.auto import tqdm
+
+from jepa.data.clips import ClipSampler, ShortVideoError
+from jepa.data.manifest import ManifestEntry
+from jepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_clip, resize_frames
+from jepa.data.video import VideoDecodeError, gather_clips, open_video
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "embed.json"
+INDEX_FILE = "index.csv"
+OUTPUTS: tuple[str, ...] = ("pooled", "tokens")
+FORMATS: tuple[str, ...] = ("safetensors", "npy")
+ROW_FIELDS: tuple[str, ...] = (
+    "path", "label", "video", "window", "crop", "start_frame", "end_frame", "start_s", "end_s",
+)  # fmt: skip
+INDEX_FIELDS: tuple[str, ...] = ("row", "shard", "shard_row", *ROW_FIELDS)
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """How windows, views, batches and shards are made; see the module docstring."""
+
+    frames_per_clip: int = 16
+    fps: Optional[float] = None
+    frame_step: Optional[int] = None
+    stride_s: Optional[float] = None
+    stride_frames: Optional[int] = None
+    num_clips: Optional[int] = None
+    short_video: str = "pad"
+    crop_size: int = 256
+    short_side: Optional[int] = None
+    num_crops: int = 1
+    outputs: tuple[str, ...] = ("pooled",)
+    batch_size: int = 8
+    videos_per_shard: int = 256
+    format: str = "safetensors"
+    precision: str = "auto"
+    save_dtype: str = "float32"
+    backend: str = "auto"
+    num_workers: int = 0
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if (self.fps is None) == (self.frame_step is None):
+            raise ValueError("give exactly one of fps / frame_step")
+        if self.stride_s is not None and self.stride_frames is not None:
+            raise ValueError("give at most one of stride_s / stride_frames")
+        if self.num_clips is not None and (self.stride_s is not None or self.stride_frames is not None):
+            raise ValueError("num_clips (evenly spaced windows) and a stride (sliding windows) exclude each other")
+        for name in ("frames_per_clip", "crop_size", "num_crops", "batch_size", "videos_per_shard"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("stride_s", "stride_frames", "num_clips"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.outputs or set(self.outputs) - set(OUTPUTS):
+            raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}, got {self.outputs}")
+        choices = {
+            "format": FORMATS,
+            "precision": ("auto", "fp32", "bf16"),
+            "save_dtype": ("float32", "float16"),
+            "short_video": ("pad", "skip"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.short_side is not None and self.short_side < self.crop_size:
+            raise ValueError(f"short_side {self.short_side} must be >= crop_size {self.crop_size}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+    @property
+    def resize_to(self) -> int:
+        """Short side before cropping: as given, else crop * 256 / 224 (the usual eval ratio)."""
+        return self.short_side if self.short_side is not None else round(self.crop_size * 256 / 224)
+
+    def sampler(self) -> ClipSampler:
+        return ClipSampler(
+            self.frames_per_clip, fps=self.fps, frame_step=self.frame_step, num_clips=self.num_clips or 1,
+            random_start=False, short_video=self.short_video,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+
+def window_indices(num_frames: int, video_fps: float, cfg: EmbedConfig) -> np.ndarray:
+    """Source frame indices (num_windows, frames_per_clip) of the windows of one video.
+
+    Raises ShortVideoError for a video shorter than one window with short_video="skip".
+    """
+    sampler = cfg.sampler()
+    offsets = sampler.offsets(video_fps)
+    span = int(offsets[-1]) + 1
+    if cfg.num_clips is not None or span > num_frames:
+        return sampler.sample(num_frames, video_fps, np.random.default_rng(0))
+    if cfg.stride_frames is not None:
+        stride = int(cfg.stride_frames)
+    elif cfg.stride_s is not None:
+        stride = max(1, round(cfg.stride_s * video_fps))
+    else:
+        stride = span
+    starts = np.arange(0, num_frames - span + 1, stride, dtype=np.int64)
+    return starts[:, None] + offsets[None, :]
+
+
+def crop_offsets(height: int, width: int, size: int, num_crops: int) -> list[tuple[int, int]]:
+    """(top, left) of `num_crops` size x size crops: centred, spread evenly along the long side."""
+    if height < size or width < size:
+        raise ValueError(f"frame {height}x{width} is smaller than the crop {size}")
+    centre = ((height - size) // 2, (width - size) // 2)
+    if num_crops == 1:
+        return [centre]
+    steps = np.linspace(0, max(height, width) - size, num_crops).round().astype(int)
+    return [(int(s), centre[1]) if height > width else (centre[0], int(s)) for s in steps]
+
+
+def make_views(frames: np.ndarray, cfg: EmbedConfig) -> Tensor:
+    """uint8 windows (W, T, H, W, C) -> uint8 views (W, num_crops, T, crop, crop, C)."""
+    clips = torch.from_numpy(np.ascontiguousarray(frames))
+    w, t, h, wd, c = clips.shape
+    scale = cfg.resize_to / min(h, wd)
+    new_h, new_w = max(cfg.crop_size, round(h * scale)), max(cfg.crop_size, round(wd * scale))
+    clips = resize_frames(clips.reshape(-1, h, wd, c), (new_h, new_w)).reshape(w, t, new_h, new_w, c)
+    size = cfg.crop_size
+    views = [
+        clips[:, :, top : top + size, left : left + size]
+        for top, left in crop_offsets(new_h, new_w, size, cfg.num_crops)
+    ]
+    return torch.stack(views, dim=1)
+
+
+def _row(entry: ManifestEntry, video: int, window: int, crop: int, frames: np.ndarray, fps: float) -> dict[str, Any]:
+    """Index fields of one output row (frames [start, end) of the source video)."""
+    start, end = int(frames[0]), int(frames[-1]) + 1
+    return {
+        "path": entry.path,
+        "label": "" if entry.label is None else entry.label,
+        "video": video,
+        "window": window,
+        "crop": crop,
+        "start_frame": start,
+        "end_frame": end,
+        "start_s": round(start / fps, 4),
+        "end_s": round(end / fps, 4),
+    }
+
+
+@dataclass
+class ClipChunk:
+    """Views of some windows of one video, or the reason the video gave no rows (`error`)."""
+
+    video: int
+    views: Optional[Tensor] = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    error: Optional[str] = None
+    done: bool = False
+
+
+class VideoWindows(IterableDataset):
+    """Yields `ClipChunk`s (up to `batch_size` windows each) for the given manifest entries.
+
+    Workers take videos round-robin; the consumer sorts rows, so the output does not depend
+    on the number of workers. Every video ends with a chunk marked `done` or `error`.
+    """
+
+    def __init__(self, entries: Sequence[tuple[int, ManifestEntry]], cfg: EmbedConfig) -> None:
+        self.entries = list(entries)
+        self.cfg = cfg
+
+    def __iter__(self) -> Iterator[ClipChunk]:
+        info = get_worker_info()
+        mine = self.entries if info is None else self.entries[info.id :: info.num_workers]
+        for video, entry in mine:
+            yield from self._video(video, entry)
+
+    def _video(self, video: int, entry: ManifestEntry) -> Iterator[ClipChunk]:
+        cfg = self.cfg
+        try:
+            reader = open_video(entry.path, cfg.backend)  # type: ignore[arg-type]
+        except VideoDecodeError as err:
+            yield ClipChunk(video, error=str(err))
+            return
+        try:
+            windows = window_indices(reader.num_frames, reader.fps, cfg)
+            for first in range(0, len(windows), cfg.batch_size):
+                idx = windows[first : first + cfg.batch_size]
+                views = make_views(gather_clips(reader, idx, cfg.resize_to), cfg)
+                rows = [
+                    _row(entry, video, first + i, k, w, reader.fps)
+                    for i, w in enumerate(idx)
+                    for k in range(cfg.num_crops)
+                ]
+                yield ClipChunk(video, views.flatten(0, 1), rows)
+            yield ClipChunk(video, done=True)
+        except (VideoDecodeError, ShortVideoError, ValueError) as err:
+            yield ClipChunk(video, error=f"{entry.path}: {err}")
+        finally:
+            reader.close()
+
+
+@dataclass
+class EmbedSummary:
+    out_dir: Path
+    num_rows: int
+    num_shards: int
+    computed_shards: list[int]
+    skipped_shards: list[int]
+    failed_videos: list[tuple[str, str]]
+    index_path: Path
+
+
+def _fingerprint(entries: Sequence[ManifestEntry]) -> str:
+    digest = hashlib.sha256()
+    for e in entries:
+        digest.update(f"{e.path}\t{e.label}\n".encode())
+    return digest.hexdigest()
+
+
+def _shard_stem(out_dir: Path, shard: int) -> Path:
+    return out_dir / f"shard_{shard:05d}"
+
+
+def _data_files(stem: Path, cfg: EmbedConfig) -> list[Path]:
+    if cfg.format == "safetensors":
+        return [stem.with_suffix(".safetensors")]
+    return [stem.with_name(f"{stem.name}.{name}.npy") for name in cfg.outputs]
+
+
+def shard_done(out_dir: Path, shard: int, cfg: EmbedConfig) -> bool:
+    """A shard is finished when its CSV (written last) and its data files exist."""
+    stem = _shard_stem(out_dir, shard)
+    return stem.with_suffix(".csv").is_file() and all(p.is_file() for p in _data_files(stem, cfg))
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+
+
+def write_shard(
+    out_dir: Path, shard: int, arrays: dict[str, np.ndarray], rows: list[dict[str, Any]], cfg: EmbedConfig
+) -> None:
+    """Write a shard's data files, then its CSV (each through a temp file and a rename)."""
+    stem = _shard_stem(out_dir, shard)
+    if cfg.format == "safetensors":
+        final = stem.with_suffix(".safetensors")
+        tmp = final.with_name(final.name + ".tmp")
+        save_numpy({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+        _replace(tmp, final)
+    else:
+        for name, array in arrays.items():
+            final = stem.with_name(f"{stem.name}.{name}.npy")
+            tmp = final.with_name(final.name + ".tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+            _replace(tmp, final)
+    tmp = stem.with_name(stem.name + ".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["shard_row", *ROW_FIELDS])
+        writer.writeheader()
+        writer.writerows({"shard_row": i, **row} for i, row in enumerate(rows))
+    _replace(tmp, stem.with_suffix(".csv"))
+
+
+def write_index(out_dir: Path, num_shards: int) -> tuple[Path, int]:
+    """Concatenate the shard CSVs into `index.csv` with global row numbers."""
+    final = out_dir / INDEX_FILE
+    tmp = final.with_name(final.name + ".tmp")
+    row = 0
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(INDEX_FIELDS))
+        writer.writeheader()
+        for shard in range(num_shards):
+            with open(_shard_stem(out_dir, shard).with_suffix(".csv"), newline="") as part:
+                for rec in csv.DictReader(part):
+                    writer.writerow({"row": row, "shard": shard, **rec})
+                    row += 1
+    _replace(tmp, final)
+    return final, row
+
+
+def _resolve_precision(cfg: EmbedConfig, device: torch.device) -> Optional[torch.dtype]:
+    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+class _Encoder:
+    """Normalise uint8 views on the device, run the encoder (bf16 autocast if asked), pool."""
+
+    def __init__(self, encoder: nn.Module, cfg: EmbedConfig, device: torch.device) -> None:
+        self.encoder, self.cfg, self.device = encoder, cfg, device
+        self.autocast = _resolve_precision(cfg, device)
+        self.save_dtype = np.float32 if cfg.save_dtype == "float32" else np.float16
+
+    @torch.inference_mode()
+    def __call__(self, views: Tensor) -> dict[str, np.ndarray]:
+        x = normalize_clip(views.to(self.device, non_blocking=True), self.cfg.mean, self.cfg.std)
+        autocast = torch.autocast(self.device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext()
+        with autocast:
+            tokens = self.encoder(x)
+        tokens = tokens.float()
+        out: dict[str, np.ndarray] = {}
+        if "pooled" in self.cfg.outputs:
+            out["pooled"] = tokens.mean(dim=1).cpu().numpy().astype(self.save_dtype)
+        if "tokens" in self.cfg.outputs:
+            grid = self.encoder.grid_size(*x.shape[2:])  # type: ignore[operator]
+            out["tokens"] = tokens.reshape(len(tokens), *grid, -1).cpu().numpy().astype(self.save_dtype)
+        return out
+
+
+def _empty_arrays(encoder: nn.Module, cfg: EmbedConfig, dtype: type) -> dict[str, np.ndarray]:
+    dim = int(encoder.embed_dim)  # type: ignore[arg-type]
+    grid = encoder.grid_size(cfg.frames_per_clip, cfg.crop_size, cfg.crop_size)  # type: ignore[operator]
+    shapes = {"pooled": (0, dim), "tokens": (0, *grid, dim)}
+    return {name: np.zeros(shapes[name], dtype=dtype) for name in cfg.outputs}
+
+
+def _check_or_write_config(out_dir: Path, record: dict[str, Any], overwrite: bool) -> None:
+    path = out_dir / CONFIG_FILE
+    if path.is_file() and not overwrite:
+        stored = json.loads(path.read_text())
+        if stored != record:
+            changed = sorted(k for k in set(stored) | set(record) if stored.get(k) != record.get(k))
+            raise ValueError(
+                f"{out_dir} holds embeddings made with other settings (differs in {changed}); "
+                "use another directory or overwrite=True"
+            )
+        return
+    if overwrite:
+        for old in out_dir.glob("shard_*"):
+            old.unlink()
+        (out_dir / INDEX_FILE).unlink(missing_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def extract_embeddings(
+    encoder: nn.Module,
+    entries: Sequence[ManifestEntry],
+    out_dir: Union[str, Path],
+    cfg: EmbedConfig,
+    device: Union[str, torch.device, None] = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    source: str = "",
+) -> EmbedSummary:
+    """Embed every window of every entry into sharded files under `out_dir` (resumable)."""
+    if not entries:
+        raise ValueError("no manifest entries to embed")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    encoder = encoder.to(device).eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "settings": json.loads(json.dumps(asdict(cfg))),
+        "encoder": json.loads(json.dumps(getattr(encoder, "config", {}))),
+        "source": source,
+        "num_videos": len(entries),
+        "manifest_sha256": _fingerprint(entries),
+    }
+    _check_or_write_config(out_dir, record, overwrite)
+    run = _Encoder(encoder, cfg, device)
+    num_shards = math.ceil(len(entries) / cfg.videos_per_shard)
+    todo = [s for s in range(num_shards) if not shard_done(out_dir, s, cfg)]
+    skipped = [s for s in range(num_shards) if s not in todo]
+    failed: list[tuple[str, str]] = []
+    bar = tqdm(total=sum(len(_shard_entries(entries, s, cfg)) for s in todo), unit="video", disable=not progress)
+    for shard in todo:
+        failed += _embed_shard(run, entries, shard, out_dir, cfg, device, bar)
+    bar.close()
+    index, num_rows = write_index(out_dir, num_shards)
+    for path, reason in failed:
+        log.warning("no embeddings for %s: %s", path, reason)
+    return EmbedSummary(out_dir, num_rows, num_shards, todo, skipped, failed, index)
+
+
+def _shard_entries(entries: Sequence[ManifestEntry], shard: int, cfg: EmbedConfig) -> list[tuple[int, ManifestEntry]]:
+    first = shard * cfg.videos_per_shard
+    return [(i, entries[i]) for i in range(first, min(first + cfg.videos_per_shard, len(entries)))]
+
+
+def _embed_shard(
+    run: _Encoder, entries: Sequence[ManifestEntry], shard: int, out_dir: Path, cfg: EmbedConfig,
+    device: torch.device, bar: tqdm,
+) -> list[tuple[str, str]]:  # fmt: skip
+    """Compute and write one shard; returns the (path, reason) of videos that gave no rows."""
+    dataset = VideoWindows(_shard_entries(entries, shard, cfg), cfg)
+    loader = DataLoader(dataset, batch_size=None, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    rows: list[dict[str, Any]] = []
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in cfg.outputs}
+    pending_views: list[Tensor] = []
+    pending_rows: list[dict[str, Any]] = []
+    failed: dict[int, str] = {}
+
+    def flush(final: bool = False) -> None:
+        """Run full batches of `batch_size` views (and the remainder when `final`)."""
+        views = torch.cat(pending_views) if pending_views else torch.empty(0)
+        pending_views.clear()
+        while len(views) >= cfg.batch_size or (final and len(views)):
+            take = min(cfg.batch_size, len(views))
+            result = run(views[:take])
+            for name in cfg.outputs:
+                outputs[name].append(result[name])
+            rows.extend(pending_rows[:take])
+            del pending_rows[:take]
+            views = views[take:]
+        if len(views):
+            pending_views.append(views)
+
+    for chunk in loader:
+        if chunk.error is not None:
+            failed[chunk.video] = chunk.error
+            bar.update(1)
+        elif chunk.done:
+            bar.update(1)
+        else:
+            pending_views.append(chunk.views)
+            pending_rows.extend(chunk.rows)
+            if len(pending_rows) >= cfg.batch_size:
+                flush()
+    flush(final=True)
+    arrays = {
+        k: np.concatenate(v) if v else _empty_arrays(run.encoder, cfg, run.save_dtype)[k] for k, v in outputs.items()
+    }
+    keep = [i for i, r in enumerate(rows) if r["video"] not in failed]
+    order = sorted(keep, key=lambda i: (rows[i]["video"], rows[i]["window"], rows[i]["crop"]))
+    arrays = {k: v[order] for k, v in arrays.items()}
+    write_shard(out_dir, shard, arrays, [rows[i] for i in order], cfg)
+    return [(entries[v].path, reason) for v, reason in sorted(failed.items())]

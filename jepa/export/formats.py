@@ -1,0 +1,94 @@
+"""Our exported format: a directory with `config.json` + `model.safetensors`.
+
+`config.json` holds the constructor kwargs of the encoder (and optionally the predictor),
+so `jepa.load_encoder(dir)` rebuilds the model with no training code, no Hydra and no
+pickle. Tensors live in one safetensors file under the prefixes `encoder.` and
+`predictor.`. Training-only settings (drop path, activation checkpointing) are reset, since
+an exported encoder is for frozen use.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from jepa.export.raw import RawCheckpoint
+from jepa.export.state import CheckpointMismatchError
+
+FORMAT = "jepa-export"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+_INFERENCE_ONLY = {"drop_path_rate": 0.0, "use_activation_checkpointing": False}
+
+
+def _jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()} | _INFERENCE_ONLY
+
+
+def save_exported(
+    directory: Union[str, Path],
+    encoder_state: Mapping[str, Tensor],
+    encoder_config: Mapping[str, Any],
+    predictor_state: Optional[Mapping[str, Tensor]] = None,
+    predictor_config: Optional[Mapping[str, Any]] = None,
+    meta: Optional[Mapping[str, Any]] = None,
+) -> Path:
+    """Write an encoder (and optionally its predictor) in our exported format."""
+    from jepa import __version__
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {f"encoder.{k}": v for k, v in encoder_state.items()}
+    if predictor_state is not None:
+        if predictor_config is None:
+            raise ValueError("predictor_state needs predictor_config")
+        tensors.update({f"predictor.{k}": v for k, v in predictor_state.items()})
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "jepa_version": __version__,
+        "encoder": _jsonable(encoder_config),
+        "predictor": _jsonable(predictor_config) if predictor_state is not None and predictor_config else None,
+        "meta": dict(meta or {}),
+    }
+    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return directory
+
+
+def is_exported_dir(directory: Union[str, Path]) -> bool:
+    """True for a directory whose config.json declares our export format."""
+    cfg = Path(directory) / CONFIG_FILE
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text()).get("format") == FORMAT
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+def read_exported(directory: Union[str, Path]) -> RawCheckpoint:
+    """Read a directory written by `save_exported`."""
+    directory = Path(directory)
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointMismatchError(f"{directory}: export format version {version}, this jepa reads {FORMAT_VERSION}")
+    states: dict[str, dict[str, Tensor]] = {}
+    for key, value in load_file(str(directory / WEIGHTS_FILE)).items():
+        role, _, name = key.partition(".")
+        states.setdefault(role, {})[name] = value
+    unknown = sorted(set(states) - {"encoder", "predictor"})
+    if unknown:
+        raise CheckpointMismatchError(
+            f"{directory}: unexpected tensor prefixes {unknown} (expected encoder., predictor.)"
+        )
+    if "encoder" not in states:
+        raise CheckpointMismatchError(f"{directory}: no encoder.* tensors in {WEIGHTS_FILE}")
+    return RawCheckpoint("exported", str(directory), states, dict(config["encoder"]), config.get("predictor"))
