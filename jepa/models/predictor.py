@@ -19,7 +19,7 @@ from jepa.masks.ops import check_indices, gather_tokens
 from jepa.models.init import drop_path_rates, init_weights_, rescale_blocks_
 from jepa.models.layers import NORM_EPS, Block, run_blocks
 from jepa.models.pos_embed import interpolate_pos_embed, sincos_3d
-from jepa.models.rope import index_to_position
+from jepa.models.rope import index_to_position, shared_tables
 from jepa.models.vit import Grid, PosEmbedType, as_hw, build_grid, check_pos_embed_args
 
 
@@ -149,6 +149,7 @@ class VisionTransformerPredictor(nn.Module):
         pos = None
         if self.predictor_pos_embed is None:
             pos = index_to_position(torch.gather(idx, 1, order), grid)
+            pos = shared_tables(self.predictor_blocks[0].attn.rope, pos, x)
         x = run_blocks(self.predictor_blocks, x, self.use_activation_checkpointing, pos=pos)
         x = self.predictor_norm(x)
         restore = torch.argsort(order, dim=1)[:, kc:]

@@ -159,3 +159,14 @@ class RoPE3D:
         return torch.cat((rot * cos + swapped * sin, rest), dim=-1)
 
     __call__ = apply
+
+
+def shared_tables(rope: Optional["RoPE3D"], pos: Optional[Tensor], like: Tensor) -> Optional[Union[Tensor, RopeTables]]:
+    """cos/sin tables computed once for a stack of blocks that all rotate by ``pos``.
+
+    Same numbers as rotating inside each block, but one table per forward instead of two per
+    block. Falls back to the raw positions where tables do not apply (no RoPE, odd head dim).
+    """
+    if pos is None or rope is None or rope.head_dim % 2:
+        return pos
+    return rope.tables(pos, dtype=torch.float64 if like.dtype == torch.float64 else torch.float32)

@@ -18,7 +18,7 @@ from jepa.masks.ops import gather_tokens
 from jepa.models.init import drop_path_rates, init_weights_, rescale_blocks_
 from jepa.models.layers import NORM_EPS, Block, PatchEmbed3D, run_blocks
 from jepa.models.pos_embed import interpolate_pos_embed, sincos_3d
-from jepa.models.rope import ROPE_LAYOUTS, RopeTables, grid_positions, index_to_position
+from jepa.models.rope import ROPE_LAYOUTS, RopeTables, grid_positions, index_to_position, shared_tables
 
 PosEmbedType = Literal["rope", "sincos"]
 POS_EMBED_TYPES: tuple[str, ...] = ("rope", "sincos")
@@ -159,9 +159,6 @@ class VisionTransformer(nn.Module):
                 pos = index_to_position(masks.to(tokens.device), grid)
         elif self.pos_embed is None:
             pos = grid_positions(grid, device=tokens.device)
-        rope = self.blocks[0].attn.rope  # every block rotates by the same positions
-        if pos is not None and rope is not None and rope.head_dim % 2 == 0:
-            # cos/sin once per forward instead of twice per block: same numbers, less work.
-            pos = rope.tables(pos, dtype=torch.float64 if tokens.dtype == torch.float64 else torch.float32)
+        pos = shared_tables(self.blocks[0].attn.rope, pos, tokens)
         tokens = run_blocks(self.blocks, tokens, self.use_activation_checkpointing, pos=pos)
         return self.norm(tokens)
