@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from jepa.data.dataset import VideoDataset
+from jepa.data.loader import build_pretrain_loader
 from jepa.data.manifest import read_manifest
 from jepa.data.mixing import MixedDataset
+from jepa.data.shards import ShardDataset, build_stream_loader
 from jepa.data.synthetic import ensure_synthetic_dataset
 from jepa.data.transforms import RandomResizedCropClip
 from jepa.data.video import ClipSampler
@@ -19,6 +21,7 @@ from jepa.masks.multiblock import MaskConfig as MaskSpec
 from jepa.models.predictor import VisionTransformerPredictor
 from jepa.models.registry import create_encoder, create_predictor
 from jepa.models.vit import VisionTransformer
+from jepa.train.pixel import PixelMAE, PixelPredictor
 from jepa.train.step import JEPA
 
 
@@ -36,8 +39,9 @@ def build_encoder(m: Any) -> VisionTransformer:
     )
 
 
-def build_predictor(m: Any, encoder: VisionTransformer) -> VisionTransformerPredictor:
-    return create_predictor(
+def predictor_kwargs(m: Any, encoder: VisionTransformer) -> dict[str, Any]:
+    """Predictor constructor arguments of the `model:` config (shared by both objectives)."""
+    return dict(
         img_size=m.img_size,
         num_frames=m.num_frames,
         patch_size=m.patch_size,
@@ -54,6 +58,10 @@ def build_predictor(m: Any, encoder: VisionTransformer) -> VisionTransformerPred
     )
 
 
+def build_predictor(m: Any, encoder: VisionTransformer) -> VisionTransformerPredictor:
+    return create_predictor(**predictor_kwargs(m, encoder))
+
+
 def build_jepa(cfg: Any) -> JEPA:
     """Context encoder, predictor, and a target encoder that starts as an exact copy."""
     encoder = build_encoder(cfg.model)
@@ -66,6 +74,26 @@ def build_jepa(cfg: Any) -> JEPA:
         loss_exp=cfg.optim.loss_exp,
         per_config_mask_tokens=cfg.model.per_config_mask_tokens,
     )
+
+
+def build_pixel(cfg: Any) -> PixelMAE:
+    """The pixel-target baseline: same encoder and predictor body, output sized to a tubelet's pixels."""
+    encoder = build_encoder(cfg.model)
+    out_dim = encoder.in_chans * encoder.tubelet_size * encoder.patch_size**2
+    predictor = PixelPredictor(out_dim, **predictor_kwargs(cfg.model, encoder))
+    return PixelMAE(
+        encoder, predictor, loss_exp=cfg.optim.loss_exp, per_config_mask_tokens=cfg.model.per_config_mask_tokens
+    )
+
+
+OBJECTIVES = {"jepa": build_jepa, "pixel": build_pixel}
+
+
+def build_model(cfg: Any) -> nn.Module:
+    """The training objective module named by `cfg.objective` (see OBJECTIVES)."""
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {cfg.objective!r}")
+    return OBJECTIVES[cfg.objective](cfg)
 
 
 def mask_specs(cfg: Any) -> list[MaskSpec]:
@@ -127,13 +155,46 @@ def build_dataset(cfg: Any) -> torch.utils.data.Dataset:
         hflip_p=0.5 if d.hflip else 0.0,
     )
     sources = dataset_sources(cfg)
+    if d.stream_shards and (len(sources) != 1 or sources[0][2] != "shards"):
+        raise ValueError(
+            "data.stream_shards needs exactly one source of kind 'shards' (join several shard globs "
+            f"with commas in its path); got kinds {[k for _, _, k in sources]}"
+        )
     datasets = [
-        VideoDataset(read_manifest(path, kind=kind), sampler, transform, backend=d.backend, seed=cfg.seed)
+        ShardDataset(str(path), sampler, transform, backend=d.backend, seed=cfg.seed)
+        if kind == "shards"
+        else VideoDataset(read_manifest(path, kind=kind), sampler, transform, backend=d.backend, seed=cfg.seed)
         for path, _, kind in sources
     ]
     if len(datasets) == 1:
         return datasets[0]
     return MixedDataset(datasets, [w for _, w, _ in sources], seed=cfg.seed)
+
+
+def build_loader(
+    cfg: Any, dataset: torch.utils.data.Dataset, rank: int, world_size: int, start_sample: int
+) -> torch.utils.data.DataLoader:
+    """This rank's endless batch loader, resuming after `start_sample` samples of all ranks."""
+    d = cfg.data
+    if d.stream_shards:
+        return build_stream_loader(
+            dataset,
+            batch_size=d.batch_size,
+            num_workers=d.num_workers,
+            seed=cfg.seed,
+            rank=rank,
+            world_size=world_size,
+            start_batch=start_sample // (d.batch_size * world_size),
+        )
+    return build_pretrain_loader(
+        dataset,
+        batch_size=d.batch_size,
+        num_workers=d.num_workers,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world_size,
+        start_sample=start_sample,
+    )
 
 
 def param_groups(model: nn.Module) -> list[dict[str, Any]]:

@@ -40,8 +40,10 @@ class ModelConfig:
 
 @dataclass
 class DatasetConfig:
+    # A manifest or folder; for kind "shards", tar shards: a folder, glob or {000..099} range.
     path: str = "???"
     weight: float = 1.0
+    # "auto" / "video" / "image" filter a manifest's rows; "shards" reads tar shards.
     kind: str = "auto"
 
 
@@ -72,6 +74,10 @@ class DataConfig:
     backend: str = "auto"
     num_workers: int = 0
     short_video: str = "pad"
+    # Read tar shards front to back, dealt to (rank, worker) slots (webdataset-style), instead
+    # of by random access. Needs one source of kind "shards"; resumes exactly only with the
+    # same number of processes and workers.
+    stream_shards: bool = False
 
 
 @dataclass
@@ -123,6 +129,31 @@ class TrainerConfig:
     progress: bool = True
     tensorboard: bool = True
     threads: Optional[int] = None
+    # Warn when the across-batch feature std (`feat_std` in metrics.jsonl) drops below this:
+    # the encoder is mapping different clips to nearly the same vector (collapse).
+    collapse_threshold: float = 0.01
+    # Shard weights, gradients and optimizer state over all processes (torch FSDP2, one unit
+    # per transformer block) instead of replicating them (DDP): needed for ViT-g and larger.
+    fsdp: bool = False
+
+
+@dataclass
+class LaunchConfig:
+    """Resources for ``-m hydra/launcher=slurm`` (or ``local``); read only by
+    configs/hydra/launcher/*.yaml, so an experiment can state the size it was tuned for."""
+
+    nodes: int = 1
+    # One process per GPU (on CPU with the local launcher: the number of processes).
+    gpus_per_node: int = 8
+    cpus_per_task: int = 10
+    mem_gb: Optional[int] = None
+    timeout_min: int = 4320
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    # Times SLURM may requeue the job at its time limit; each restart resumes from `latest`.
+    max_requeue: int = 0
 
 
 @dataclass
@@ -130,11 +161,15 @@ class JepaConfig:
     name: str = "demo"
     seed: int = 0
     run_dir: str = "runs/${name}"
+    # What the predictor regresses: "jepa" (EMA target-encoder features, the recipe) or
+    # "pixel" (normalised pixels of the masked tubelets, the VideoMAE-style baseline).
+    objective: str = "jepa"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 
 class ConfigError(ValueError):

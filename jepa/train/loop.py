@@ -16,18 +16,27 @@ from typing import Any, Iterator
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from jepa.data.loader import build_pretrain_loader
 from jepa.data.transforms import normalize_clip
 from jepa.masks.collate import batch_seed
 from jepa.masks.multiblock import MaskSampler
-from jepa.train import build
+from jepa.train import build, fsdp
 from jepa.train.config import validate_config
-from jepa.train.checkpoint import find_latest, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from jepa.train.checkpoint import (
+    find_latest,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    split_prefixed,
+)
+from jepa.train.distributed import apply_slurm_env
 from jepa.train.logging import JsonlMetrics
 from jepa.train.schedules import Cosine, Linear, WarmupDecay
+from jepa.train.step import CollapseMonitor
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +101,17 @@ def make_accelerator(cfg: Any) -> Accelerator:
     t = cfg.trainer
     use_cpu = t.cpu or not torch.cuda.is_available()
     log_with = "tensorboard" if t.tensorboard else None
+    # The released predictor uses mask token 0 only, so the other mask tokens never get a
+    # gradient and plain DDP stops at the second step. `static_graph=True` (the released
+    # choice) fails inside DDP when the first step runs under `no_sync` (grad_accum > 1), so
+    # unused parameters are searched for instead: one graph walk per step.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(
         cpu=use_cpu,
         mixed_precision=t.mixed_precision,
         log_with=log_with,
         project_dir=str(cfg.run_dir),
+        kwargs_handlers=[ddp],
     )
 
 
@@ -107,6 +122,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if t.threads:
         torch.set_num_threads(t.threads)
     run_dir = Path(cfg.run_dir)
+    apply_slurm_env()
     accelerator = make_accelerator(cfg)
     rank, world = accelerator.process_index, accelerator.num_processes
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
@@ -115,7 +131,30 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         (run_dir / "config.yaml").write_text(config_yaml)
 
     torch.manual_seed(cfg.seed)
-    model = build.build_jepa(cfg)
+    model = build.build_model(cfg)
+    if t.fsdp and cfg.objective != "jepa":
+        raise ValueError(f"trainer.fsdp supports objective=jepa only, got {cfg.objective!r}")
+
+    start_step, state = 0, None
+    ckpt = find_latest(run_dir) if t.resume else None
+    if ckpt is not None:
+        weights, state, _ = load_checkpoint(ckpt)
+        for name, module in model.checkpoint_modules().items():
+            module.load_state_dict(weights[name], strict=True)
+        start_step = int(state["step"])
+        if accelerator.is_main_process:
+            log.info("resumed from %s at step %d", ckpt, start_step)
+    elif t.init_from:
+        source = Path(t.init_from)
+        weights, _, _ = load_checkpoint(find_latest(source) or source)
+        for name, module in model.checkpoint_modules().items():
+            load_for_new_shape(module, weights[name])
+        if accelerator.is_main_process:
+            log.info("initialised from %s (fresh optimizer, step 0)", source)
+
+    if t.fsdp:
+        # Shard before the optimizer is built: FSDP replaces the parameters with sharded ones.
+        model = fsdp.shard_jepa(model, accelerator.device, t.mixed_precision)
     optimizer = torch.optim.AdamW(
         build.param_groups(model),
         lr=cfg.optim.start_lr,
@@ -123,42 +162,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         eps=cfg.optim.eps,
         weight_decay=cfg.optim.weight_decay,
     )
-
-    start_step, state = 0, None
-    ckpt = find_latest(run_dir) if t.resume else None
-    if ckpt is not None:
-        weights, state, _ = load_checkpoint(ckpt)
-        for name in ("encoder", "predictor", "target_encoder"):
-            getattr(model, name).load_state_dict(weights[name], strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        start_step = int(state["step"])
-        if accelerator.is_main_process:
-            log.info("resumed from %s at step %d", ckpt, start_step)
-    elif t.init_from:
-        source = Path(t.init_from)
-        weights, _, _ = load_checkpoint(find_latest(source) or source)
-        for name in ("encoder", "predictor", "target_encoder"):
-            load_for_new_shape(getattr(model, name), weights[name])
-        if accelerator.is_main_process:
-            log.info("initialised from %s (fresh optimizer, step 0)", source)
-
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if state is not None:
+        fsdp.load_optimizer_state(model, optimizer, state["optimizer"])
+    if t.fsdp:
+        core = model
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
+        core = accelerator.unwrap_model(model)
     if state is not None and state.get("scaler") is not None and accelerator.scaler is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
-    core = accelerator.unwrap_model(model)
 
     masks = StepMasks(MaskSampler(build.mask_specs(cfg), build.token_grid(cfg)), cfg.seed, rank, world)
     dataset = build.build_dataset(cfg)
     per_step = cfg.data.batch_size * world * t.grad_accum
-    loader = build_pretrain_loader(
-        dataset,
-        batch_size=cfg.data.batch_size,
-        num_workers=cfg.data.num_workers,
-        seed=cfg.seed,
-        rank=rank,
-        world_size=world,
-        start_sample=start_step * per_step,
-    )
+    loader = build.build_loader(cfg, dataset, rank, world, start_sample=start_step * per_step)
     batches = _infinite(loader)
     if state is not None:
         set_rng_state(state["rng"])
@@ -166,6 +183,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.manual_seed(cfg.seed + rank)
 
     lr_s, wd_s, ema_s = _schedules(cfg)
+    collapse = CollapseMonitor(t.collapse_threshold)
     metrics = JsonlMetrics(run_dir, resume_step=start_step) if accelerator.is_main_process else None
     if t.tensorboard:
         accelerator.init_trackers("tb")
@@ -182,16 +200,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model.train()
 
     def save(step: int) -> None:
-        bad = [n for n, p in core.named_parameters() if not torch.isfinite(p).all()]
+        if t.fsdp:
+            bad = fsdp.nonfinite_parameters(core)
+        else:
+            bad = [n for n, p in core.named_parameters() if not torch.isfinite(p).all()]
         if bad:
             raise NonFiniteLossError(f"refusing to checkpoint non-finite weights at step {step}: {bad[:5]}")
+        if t.fsdp:
+            # Collective gathers: every rank takes part, rank 0 receives the full tensors.
+            full = split_prefixed(fsdp.full_state_dict(core))
+            parts = {name: fsdp.StateDictView(full.get(name, {})) for name in core.checkpoint_modules()}
+            optimizer_state = fsdp.full_optimizer_state(core, optimizer)
+        else:
+            parts = core.checkpoint_modules()
+            optimizer_state = optimizer.state_dict()
         if accelerator.is_main_process:
             save_checkpoint(
                 run_dir,
                 step,
-                {"encoder": core.encoder, "predictor": core.predictor, "target_encoder": core.target_encoder},
+                parts,
                 {
-                    "optimizer": optimizer.state_dict(),
+                    "optimizer": optimizer_state,
                     "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
                     "step": step,
                     "samples_seen": step * per_step,
@@ -200,7 +229,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                     "skipped": skipped,
                 },
                 config_yaml,
-                meta={"world_size": world, "samples_seen": step * per_step},
+                meta={"world_size": world, "samples_seen": step * per_step, "fsdp": bool(t.fsdp)},
                 keep_last=t.keep_last,
             )
         accelerator.wait_for_everyone()
@@ -224,7 +253,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 clips = normalize_clip(batch["video"][:, 0].to(device, non_blocking=True))
                 masks_ctx, masks_tgt = masks(step, micro, cfg.data.batch_size, t.grad_accum, device)
                 sync = micro == t.grad_accum - 1
-                ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
+                if t.fsdp:
+                    ctx = fsdp.gradient_sync(model, sync)
+                else:
+                    ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
                 with ctx, accelerator.autocast():
                     loss, stats = model(clips, masks_ctx, masks_tgt)
                     accelerator.backward(loss / t.grad_accum)
@@ -233,11 +265,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             mean_loss = accelerator.reduce(total_loss, reduction="mean")
             grad_norm = None
             if cfg.optim.clip_grad:
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+                if t.fsdp:
+                    grad_norm = fsdp.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+                else:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
             finite = math.isfinite(mean_loss.item()) and (grad_norm is None or math.isfinite(float(grad_norm)))
             if finite:
                 optimizer.step()
-                core.update_target(momentum)
+                if t.fsdp:
+                    fsdp.ema_update_local(core.target_encoder, core.encoder, momentum)
+                else:
+                    core.update_target(momentum)
                 nonfinite = 0
             else:
                 skipped += 1
@@ -266,6 +304,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 record["grad_norm"] = float(grad_norm)
             if accelerator.is_main_process:
                 metrics.log(record)
+                warning = collapse.update(step, record["feat_std"])
+                if warning:
+                    log.warning(warning)
                 bar.set_postfix(
                     loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", clips_s=f"{record['clips_per_s']:.1f}",
                     wait=f"{record['data_wait']:.0%}",

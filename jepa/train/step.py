@@ -7,7 +7,7 @@ target encoder has none) and so that the student/teacher logic lives in one plac
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,34 @@ def feature_std(tokens: Tensor) -> Tensor:
     if pooled.shape[0] < 2:
         return pooled.new_zeros(())
     return pooled.std(dim=0).mean()
+
+
+class CollapseMonitor:
+    """Warns once when `feat_std` falls below `threshold` and once when it recovers.
+
+    A fully collapsed encoder gives (near) zero; the threshold flags a representation that no
+    longer tells clips apart long before the loss says anything (a collapsed JEPA reaches a low
+    loss by predicting a constant).
+    """
+
+    def __init__(self, threshold: float) -> None:
+        if threshold < 0:
+            raise ValueError(f"threshold must be >= 0, got {threshold}")
+        self.threshold = threshold
+        self.collapsed = False
+
+    def update(self, step: int, feat_std: float) -> Optional[str]:
+        """The message to log at this step, if the state changed (None otherwise)."""
+        low = feat_std < self.threshold
+        if low == self.collapsed:
+            return None
+        self.collapsed = low
+        if low:
+            return (
+                f"step {step}: feature std across the batch is {feat_std:.2e} < {self.threshold:g}: the "
+                "representation is collapsing (check the EMA, lr and masks)"
+            )
+        return f"step {step}: feature std recovered to {feat_std:.2e}"
 
 
 class JEPA(nn.Module):
@@ -77,3 +105,7 @@ class JEPA(nn.Module):
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
         ema_update(self.target_encoder, self.encoder, momentum)
+
+    def checkpoint_modules(self) -> dict[str, nn.Module]:
+        """Modules saved in checkpoints, by prefix (the loop saves and restores exactly these)."""
+        return {"encoder": self.encoder, "predictor": self.predictor, "target_encoder": self.target_encoder}

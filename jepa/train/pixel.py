@@ -1,0 +1,105 @@
+"""Pixel-target baseline (VideoMAE-style): predict normalised pixels of the masked tubelets.
+
+Everything but the target is the JEPA setup: the same encoder sees the same context tokens
+(same masks, schedule, data), the same predictor architecture fills in the target positions;
+only its output layer maps to the tubelet's pixels (tubelet x patch x patch x C values) instead
+of to encoder features, and there is no EMA teacher. So latent and pixel targets can be
+compared step for step, as in the V-JEPA paper's ablation. Per-patch normalisation of the
+targets (each channel of a tubelet to zero mean, unit std) is VideoMAE's `norm_pix_loss`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from jepa.masks.ops import gather_tokens
+from jepa.models.init import init_weights_
+from jepa.models.predictor import VisionTransformerPredictor
+from jepa.train.step import feature_std
+
+
+def patchify(clips: Tensor, patch_size: int, tubelet_size: int) -> Tensor:
+    """(B, C, T, H, W) -> (B, N, tubelet * patch * patch, C) in the encoder's t-major token order."""
+    if clips.ndim != 5:
+        raise ValueError(f"expected clips (B, C, T, H, W), got shape {tuple(clips.shape)}")
+    b, c, t, h, w = clips.shape
+    if t % tubelet_size or h % patch_size or w % patch_size:
+        raise ValueError(f"clip {t}x{h}x{w} does not tile into tubelets {tubelet_size}x{patch_size}x{patch_size}")
+    x = clips.reshape(b, c, t // tubelet_size, tubelet_size, h // patch_size, patch_size, w // patch_size, patch_size)
+    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)
+    return x.reshape(b, -1, tubelet_size * patch_size * patch_size, c)
+
+
+def pixel_targets(clips: Tensor, patch_size: int, tubelet_size: int, normalize: bool = True, eps: float = 1e-6) -> Tensor:
+    """(B, N, tubelet * patch * patch * C) regression targets; per-tubelet, per-channel normalised if asked."""
+    x = patchify(clips.float(), patch_size, tubelet_size)
+    if normalize:
+        x = (x - x.mean(dim=2, keepdim=True)) / (x.var(dim=2, unbiased=True, keepdim=True).sqrt() + eps)
+    return x.flatten(2)
+
+
+class PixelPredictor(VisionTransformerPredictor):
+    """The JEPA predictor with its output layer sized to a tubelet's pixels (`out_dim`)."""
+
+    def __init__(self, out_dim: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if out_dim < 1:
+            raise ValueError(f"out_dim must be >= 1, got {out_dim}")
+        self.predictor_proj = nn.Linear(self.predictor_embed_dim, out_dim)
+        init_weights_(self.predictor_proj, self.config["init_std"])
+        self.config["out_dim"] = out_dim
+
+
+class PixelMAE(nn.Module):
+    """Context encoder + pixel predictor; forward(clips, masks_ctx, masks_tgt) -> (loss, stats) like `JEPA`."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        predictor: PixelPredictor,
+        loss_exp: float = 2.0,
+        per_config_mask_tokens: bool = False,
+        normalize_targets: bool = True,
+    ) -> None:
+        super().__init__()
+        expected = encoder.in_chans * encoder.tubelet_size * encoder.patch_size**2
+        if predictor.predictor_proj.out_features != expected:
+            raise ValueError(
+                f"predictor outputs {predictor.predictor_proj.out_features} values per token, a tubelet has {expected}"
+            )
+        self.encoder = encoder
+        self.predictor = predictor
+        self.loss_exp = loss_exp
+        self.per_config_mask_tokens = per_config_mask_tokens
+        self.normalize_targets = normalize_targets
+
+    def forward(
+        self, clips: Tensor, masks_ctx: Sequence[Tensor], masks_tgt: Sequence[Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Loss averaged over mask configs; `feat_std` is measured on the context tokens (no extra pass)."""
+        if len(masks_ctx) != len(masks_tgt) or not masks_ctx:
+            raise ValueError(
+                f"need one (context, target) pair per mask config, got {len(masks_ctx)} and {len(masks_tgt)}"
+            )
+        with torch.no_grad():
+            pixels = pixel_targets(clips, self.encoder.patch_size, self.encoder.tubelet_size, self.normalize_targets)
+        losses, first = [], None
+        for i, (ctx_idx, tgt_idx) in enumerate(zip(masks_ctx, masks_tgt)):
+            z = self.encoder(clips, masks=ctx_idx)
+            first = z if first is None else first
+            pred = self.predictor(z, ctx_idx, tgt_idx, mask_index=i if self.per_config_mask_tokens else 0)
+            target = gather_tokens(pixels, tgt_idx)
+            losses.append(torch.mean(torch.abs(pred.float() - target) ** self.loss_exp) / self.loss_exp)
+        loss = torch.stack(losses).mean()
+        return loss, {"feat_std": feature_std(first.detach())}
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        """Pixel targets need no teacher: nothing to average (kept so the loop treats objectives alike)."""
+
+    def checkpoint_modules(self) -> dict[str, nn.Module]:
+        """Modules saved in checkpoints, by prefix; no target encoder, so loaders fall back to `encoder`."""
+        return {"encoder": self.encoder, "predictor": self.predictor}
