@@ -19,6 +19,11 @@ N nodes (run on every node; rendezvous on the first one)::
     torchrun --nnodes 16 --nproc_per_node 8 --rdzv_backend c10d \
         --rdzv_endpoint $HEAD_NODE:29500 tools/train.py experiment=vitl16_pretrain
 
+SLURM (hydra-submitit-launcher, one task per GPU; see docs/distributed.md)::
+
+    python tools/train.py -m hydra/launcher=slurm experiment=vitg16_pretrain \
+        launch.nodes=16 launch.partition=gpu launch.timeout_min=4320
+
 Multi-process on CPU (gloo) for testing: ``torchrun --standalone --nproc_per_node 2
 tools/train.py trainer.cpu=true``.
 
