@@ -1,0 +1,97 @@
+"""Collapse detector: the across-batch feature std is ~0 for a collapsed encoder, clearly
+positive for a healthy one, logged every step of pretraining, and warned about."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from jepa.masks.multiblock import MaskSampler
+from jepa.train import build
+from jepa.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from jepa.train.config import register_configs
+from jepa.train.logging import read_metrics
+from jepa.train.loop import train
+from jepa.train.step import CollapseMonitor, feature_std
+
+REPO = Path(__file__).resolve().parents[1]
+register_configs()
+
+
+def tiny(run_dir: Path, cache: Path, steps: int) -> list[str]:
+    return [
+        f"run_dir={run_dir}", f"data.synthetic.cache_dir={cache}", "data.synthetic.num_videos=4",
+        "data.synthetic.num_frames=8", "data.synthetic.size=32", "data.batch_size=4", "data.frames_per_clip=4",
+        "data.frame_step=1", "data.crop_size=32", "model.img_size=32", "model.num_frames=4", "model.patch_size=8",
+        "model.pred_depth=1", "model.pred_embed_dim=32", "model.pred_num_heads=2", f"trainer.max_steps={steps}",
+        "trainer.ckpt_every=0", "trainer.progress=false", "trainer.threads=1", "trainer.tensorboard=false",
+        "optim.warmup_steps=1",
+    ]  # fmt: skip
+
+
+def compose_cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def collapse_(encoder: torch.nn.Module) -> None:
+    """Zero the patch embedding: every token of every clip becomes the same vector."""
+    with torch.no_grad():
+        encoder.patch_embed.proj.weight.zero_()
+        encoder.patch_embed.proj.bias.fill_(0.1)
+
+
+def test_feature_std_separates_collapsed_from_healthy_tokens() -> None:
+    torch.manual_seed(0)
+    healthy = torch.randn(8, 16, 32)
+    assert feature_std(healthy) > 0.2
+    assert feature_std(healthy[:1].expand(8, -1, -1)) < 1e-6
+    assert feature_std(healthy[:1]) == 0  # one clip: no spread to measure
+
+
+def test_collapsed_encoder_gives_zero_feat_std_healthy_does_not() -> None:
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1))
+    torch.manual_seed(0)
+    model = build.build_model(cfg)
+    clips = torch.randn(4, 3, 4, 32, 32)
+    ctx, tgt = MaskSampler(build.mask_specs(cfg), build.token_grid(cfg))(4, torch.Generator().manual_seed(0))
+    _, stats = model(clips, ctx, tgt)
+    assert stats["feat_std"] > 0.05
+    collapse_(model.target_encoder)
+    _, stats = model(clips, ctx, tgt)
+    assert stats["feat_std"] < 1e-4
+
+
+def test_monitor_warns_on_collapse_and_on_recovery_only() -> None:
+    monitor = CollapseMonitor(0.01)
+    messages = [monitor.update(step, v) for step, v in enumerate([0.2, 0.05, 0.001, 0.002, 0.3, 0.4])]
+    assert [m is not None for m in messages] == [False, False, True, False, True, False]
+    assert "collapsing" in messages[2] and "recovered" in messages[4]
+    with pytest.raises(ValueError):
+        CollapseMonitor(-1.0)
+
+
+def test_collapse_is_logged_and_warned_during_pretraining(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    healthy = tmp_path / "healthy"
+    train(compose_cfg(tiny(healthy, tmp_path / "cache", 1)))
+    weights, state, _ = load_checkpoint(find_latest(healthy))
+    assert read_metrics(healthy)[0]["feat_std"] > 0.05
+
+    cfg = compose_cfg(tiny(tmp_path / "unused", tmp_path / "cache", 1))
+    models = {name: build.build_encoder(cfg.model) for name in ("encoder", "target_encoder")}
+    for name, module in models.items():
+        module.load_state_dict(weights[name])
+        collapse_(module)
+    models["predictor"] = build.build_predictor(cfg.model, models["encoder"])
+    save_checkpoint(tmp_path / "collapsed", 1, models, state, "{}\n", meta={})
+
+    run = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="jepa.train.loop"):
+        train(compose_cfg(tiny(run, tmp_path / "cache", 2) + [f"trainer.init_from={tmp_path / 'collapsed'}"]))
+    first = read_metrics(run)[0]
+    assert "feat_std" in first and first["feat_std"] < 1e-4
+    assert "collapsing" in caplog.text

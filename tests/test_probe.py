@@ -1,0 +1,213 @@
+"""Frozen evaluation: attentive probe, k-NN, metrics, features on the fly and from tools/embed.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jepa.data.manifest import ManifestEntry, read_manifest
+from jepa.data.synthetic import make_synthetic_dataset
+from jepa.eval import (
+    FeatureSet,
+    ProbeConfig,
+    evaluate_probe,
+    extract_features,
+    knn_evaluate,
+    knn_scores,
+    load_embeddings,
+    load_probe,
+    predict_videos,
+    save_probe,
+    topk_accuracy,
+    train_probe,
+)
+from jepa.eval.metrics import average_by_group, chance_accuracy, confusion_matrix
+from jepa.export.embed import EmbedConfig, extract_embeddings
+from jepa.export.writers import export_encoder
+from jepa.models.registry import create_encoder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def separable_set(num_videos: int, num_classes: int, seed: int, views: int = 1, tokens: int = 6, dim: int = 32) -> FeatureSet:
+    """Each class is a fixed direction added to one random token of every sample, under noise:
+    a probe must find the token that carries it (attentive pooling) to classify."""
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(123)) * 3
+    labels = torch.arange(num_videos) % num_classes
+    rows = num_videos * views
+    x = torch.randn(rows, tokens, dim, generator=g)
+    video = torch.arange(num_videos).repeat_interleave(views)
+    where = torch.randint(0, tokens, (rows,), generator=g)
+    x[torch.arange(rows), where] += protos[labels[video]]
+    view = torch.arange(views).repeat(num_videos)
+    return FeatureSet(x, video, torch.zeros(rows, dtype=torch.long), view, labels)
+
+
+def test_probe_learns_separable_task_quickly() -> None:
+    train, val = separable_set(96, 4, seed=0), separable_set(48, 4, seed=1)
+    result = train_probe(train, ProbeConfig(depth=1, num_heads=4, epochs=12, batch_size=16, lrs=(3e-3,)), val, device="cpu")
+    assert result.metrics["top1"] >= 95.0, result.metrics
+    assert result.num_classes == 4 and len(result.heads) == 1
+    untrained = train_probe(train, ProbeConfig(depth=1, num_heads=4, epochs=1, lrs=(1e-7,)), val, device="cpu")
+    assert untrained.metrics["top1"] < 60.0  # the task is not solved without training
+
+
+def test_probe_grid_trains_every_head_and_picks_the_best() -> None:
+    train, val = separable_set(64, 4, seed=0), separable_set(32, 4, seed=1)
+    cfg = ProbeConfig(depth=0, num_heads=4, epochs=6, batch_size=16, lrs=(1e-7, 3e-3), weight_decays=(0.0, 0.05))
+    result = train_probe(train, cfg, val, device="cpu")
+    assert [(h.lr, h.weight_decay) for h in result.heads] == [(1e-7, 0.0), (1e-7, 0.05), (3e-3, 0.0), (3e-3, 0.05)]
+    assert result.metrics["top1"] == max(h.metrics["top1"] for h in result.heads)
+    assert result.metrics["top1"] > max(h.metrics["top1"] for h in result.heads[:2])
+
+
+def test_multi_view_averaging_is_mean_of_softmax() -> None:
+    fs = separable_set(6, 3, seed=0, views=2)
+    tokens, video = fs.samples("concat")
+    assert tokens.shape == (12, 6, 32) and video.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    probe = train_probe(fs, ProbeConfig(depth=0, num_heads=4, epochs=1), device="cpu").probe
+    with torch.no_grad():
+        per_sample = probe(tokens).softmax(-1)
+    expected = per_sample.reshape(6, 2, -1).mean(1)
+    torch.testing.assert_close(predict_videos(probe, fs), expected)
+
+
+def test_concat_joins_windows_of_a_view_in_order() -> None:
+    # video 0 has windows 0, 1 for views 0, 1; rows given out of order.
+    tokens = torch.arange(8, dtype=torch.float32).reshape(4, 1, 2).repeat(1, 3, 1)
+    fs = FeatureSet(tokens, torch.zeros(4, dtype=torch.long), torch.tensor([1, 0, 1, 0]), torch.tensor([0, 0, 1, 1]), torch.tensor([2]))
+    joined, video = fs.samples("concat")
+    assert joined.shape == (2, 6, 2) and video.tolist() == [0, 0]
+    assert joined[0, :3, 0].tolist() == [2.0] * 3 and joined[0, 3:, 0].tolist() == [0.0] * 3
+    ragged = FeatureSet(tokens[:3], torch.zeros(3, dtype=torch.long), torch.tensor([1, 0, 0]), torch.tensor([0, 0, 1]), torch.tensor([2]))
+    with pytest.raises(ValueError, match="separate"):
+        ragged.samples("concat")
+    assert ragged.samples("separate")[0].shape == (3, 3, 2)
+
+
+def test_topk_accuracy_and_other_metrics() -> None:
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    labels = torch.tensor([1, 1, 2, 2])
+    acc = topk_accuracy(scores, labels, ks=(1, 2, 5))
+    assert acc == {"top1": 50.0, "top2": 75.0, "top5": 100.0}
+    assert confusion_matrix(scores, labels).tolist() == [[0, 0, 0], [1, 1, 0], [1, 0, 1]]
+    assert chance_accuracy(labels, 3) == 50.0
+    torch.testing.assert_close(average_by_group(scores, torch.tensor([0, 0, 1, 1]), 2), torch.tensor([[0.3, 0.5, 0.2], [0.4, 0.3, 0.3]]))
+    with pytest.raises(ValueError, match="labels must lie"):
+        topk_accuracy(scores, torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="every group"):
+        average_by_group(scores, torch.tensor([0, 0, 2, 2]), 3)
+
+
+def test_knn_votes_by_similarity() -> None:
+    train = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    scores = knn_scores(train, torch.tensor([0, 0, 1, 1]), torch.tensor([[1.0, 0.05], [0.0, 2.0]]), num_classes=2, k=3)
+    assert scores.argmax(1).tolist() == [0, 1]
+    tr, va = separable_set(64, 4, seed=0, tokens=1), separable_set(32, 4, seed=1, tokens=1)
+    assert knn_evaluate(tr, va, k=5)["top1"] == 100.0
+    with pytest.raises(ValueError, match="train labels"):
+        knn_scores(train, torch.tensor([0, 0, 1, 5]), train, num_classes=2)
+
+
+def test_probe_checkpoint_round_trip(tmp_path: Path) -> None:
+    fs = separable_set(16, 4, seed=0)
+    probe = train_probe(fs, ProbeConfig(depth=1, num_heads=4, epochs=1), device="cpu").probe
+    save_probe(probe, tmp_path / "probe", meta={"factor": "toy"})
+    loaded = load_probe(tmp_path / "probe")
+    assert not loaded.training
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(fs.tokens), probe(fs.tokens))
+    assert evaluate_probe(loaded, fs) == evaluate_probe(probe, fs)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"format": "jepa-export"}')
+    with pytest.raises(ValueError, match="jepa-probe"):
+        load_probe(tmp_path / "other")
+
+
+def test_unlabelled_or_mismatched_sets_are_refused() -> None:
+    fs = separable_set(8, 4, seed=0)
+    with pytest.raises(ValueError, match="no label"):
+        train_probe(fs.with_labels([-1] * 8), ProbeConfig(epochs=1), device="cpu")
+    with pytest.raises(ValueError, match="num_classes"):
+        train_probe(fs, ProbeConfig(epochs=1), num_classes=2, device="cpu")
+    with pytest.raises(ValueError, match="combine"):
+        ProbeConfig(combine="sum")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("videos") / "set"
+    return make_synthetic_dataset(root, num_videos=6, num_frames=8, size=32, fps=8, num_classes=2, num_directions=2, speeds=(1.0,))
+
+
+def tiny_encoder() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_encoder("vit_tiny", img_size=32, num_frames=4, patch_size=16, embed_dim=32, depth=1, num_heads=2).eval()
+
+
+def test_on_the_fly_features_equal_embed_tool_output(tmp_path: Path, tiny_videos: Path) -> None:
+    entries = read_manifest(tiny_videos)
+    cfg = EmbedConfig(frames_per_clip=4, frame_step=1, num_clips=2, crop_size=32, num_crops=2, outputs=("pooled", "tokens"), batch_size=3)
+    encoder = tiny_encoder()
+    live = extract_features(encoder, entries, cfg, device="cpu")
+    assert live.tokens.shape == (6 * 2 * 2, 2 * 2 * 2, 32) and live.num_videos == 6
+    assert live.labels.tolist() == [e.label for e in entries]
+    extract_embeddings(encoder, entries, tmp_path / "emb", cfg, device="cpu", progress=False)
+    stored = load_embeddings(tmp_path / "emb")
+    order_live = torch.argsort(live.video * 4 + live.window * 2 + live.view)
+    order_stored = torch.argsort(stored.video * 4 + stored.window * 2 + stored.view)
+    torch.testing.assert_close(stored.tokens[order_stored], live.tokens[order_live], atol=1e-5, rtol=1e-5)
+    assert stored.labels.tolist() == live.labels.tolist()
+    pooled = load_embeddings(tmp_path / "emb", output="pooled")
+    assert pooled.tokens.shape == (24, 1, 32)
+    torch.testing.assert_close(pooled.pooled(), live.pooled(), atol=1e-5, rtol=1e-5)
+
+
+def test_image_classification_features(tmp_path: Path) -> None:
+    entries = []
+    for i in range(4):
+        array = np.full((40, 48, 3), 60 * i, dtype=np.uint8)
+        Image.fromarray(array).save(tmp_path / f"im{i}.png")
+        entries.append(ManifestEntry(str(tmp_path / f"im{i}.png"), i % 2))
+    cfg = EmbedConfig(frames_per_clip=1, frame_step=1, crop_size=32, num_crops=2, batch_size=4)
+    fs = extract_features(tiny_encoder(), entries, cfg, device="cpu")
+    assert fs.tokens.shape == (8, 4, 32) and fs.labels.tolist() == [0, 1, 0, 1]
+    result = train_probe(fs, ProbeConfig(depth=0, num_heads=2, epochs=2), fs, device="cpu")
+    assert set(result.metrics) == {"top1", "top5"}
+
+
+def test_probe_cli_on_embeddings_and_on_the_fly(tmp_path: Path, tiny_videos: Path) -> None:
+    encoder = tiny_encoder()
+    export_encoder(encoder, tmp_path / "enc")
+    entries = read_manifest(tiny_videos)
+    cfg = EmbedConfig(frames_per_clip=4, frame_step=1, num_clips=1, crop_size=32, outputs=("tokens",))
+    extract_embeddings(encoder, entries, tmp_path / "emb", cfg, device="cpu", progress=False)
+    common = ["--epochs", "2", "--depth", "0", "--num-heads", "2", "--knn-k", "3", "--threads", "1"]
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "probe.py"), "--train-embeddings", str(tmp_path / "emb"),
+         "--val-embeddings", str(tmp_path / "emb"), "--out", str(tmp_path / "p1"), *common],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "top1" in out.stdout and "knn" in out.stdout
+    assert load_probe(tmp_path / "p1").config["dim"] == 32
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "probe.py"), "--checkpoint", str(tmp_path / "enc"),
+         "--train-manifest", str(tiny_videos), "--val-manifest", str(tiny_videos), "--frames", "4",
+         "--frame-step", "1", "--crop", "32", "--out", str(tmp_path / "p2"), *common],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    printed = json.loads(out.stdout.strip().splitlines()[-1])
+    probe = load_probe(tmp_path / "p2")
+    live = extract_features(encoder, entries, cfg, device="cpu")
+    assert evaluate_probe(probe, live) == pytest.approx(printed["attentive"])
+    assert load_probe(tmp_path / "p2").config == probe.config

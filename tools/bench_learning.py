@@ -1,0 +1,269 @@
+"""Learning-quality benchmark: does pretraining give features that know appearance and motion?
+
+On the generated sprite videos (labels: class = appearance; direction and speed = motion,
+which no single frame shows) it pretrains ViT-tiny with JEPA (`experiment=demo`) and with the
+pixel-target baseline (`experiment=pixel_demo`) for the same number of steps on the same
+training videos, masks and schedule; then trains frozen attentive probes (and k-NN) for every
+factor on (a) a random-init encoder, (b) the pixel baseline, (c) JEPA, and prints a table.
+
+    python tools/bench_learning.py                              # the documented run
+    python tools/bench_learning.py --steps 100 --videos 96      # a quick smoke run
+    python tools/bench_learning.py --set model.pred_depth=4     # a recipe change, both methods
+
+Budgets are in steps (same steps and batch for both methods), not wall clock: on a shared
+machine seconds are noise. A rerun with the same --work resumes or reuses finished runs.
+Probes are trained on the `train` split and scored on the `val` split (never seen in
+pretraining); one probe recipe for every encoder, no selection on the val split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+from hydra import compose, initialize_config_dir
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from jepa.data.manifest import read_manifest  # noqa: E402
+from jepa.data.synthetic import FACTORS, ensure_synthetic_dataset  # noqa: E402
+from jepa.eval.features import FeatureSet, extract_features  # noqa: E402
+from jepa.eval.knn import knn_evaluate  # noqa: E402
+from jepa.eval.metrics import chance_accuracy  # noqa: E402
+from jepa.eval.probe import ProbeConfig, train_probe  # noqa: E402
+from jepa.export.embed import EmbedConfig  # noqa: E402
+from jepa.export.load import load_encoder  # noqa: E402
+from jepa.train.build import build_encoder  # noqa: E402
+from jepa.train.config import register_configs  # noqa: E402
+from jepa.train.logging import read_metrics  # noqa: E402
+from jepa.train.loop import train  # noqa: E402
+
+log = logging.getLogger("bench_learning")
+METHODS = {"jepa": "demo", "pixel": "pixel_demo"}
+ENCODERS = ("random", "pixel", "jepa")
+MOTION = ("direction", "speed")
+START, END = "<!-- bench_learning:start -->", "<!-- bench_learning:end -->"
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=400, help="pretraining steps, both methods")
+    p.add_argument("--seed", type=int, default=0, help="seeds data generation, pretraining, random init and probes")
+    p.add_argument("--videos", type=int, default=384, help="generated videos (75%% train, 25%% val)")
+    p.add_argument("--work", default="runs/bench_learning", help="run directories and the dataset cache")
+    p.add_argument("--out", default="docs/benchmarks.md", help="markdown file whose bench_learning section is replaced")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--set", dest="shared", action="append", default=[], help="Hydra override for both methods")
+    p.add_argument("--probe-depth", type=int, default=1, help="self-attention blocks before the cross-attention")
+    p.add_argument("--probe-epochs", type=int, default=40)
+    p.add_argument("--probe-lr", type=float, default=1e-3)
+    p.add_argument("--knn-k", type=int, default=10)
+    p.add_argument("--encoders", nargs="+", choices=ENCODERS, default=list(ENCODERS))
+    return p.parse_args(argv)
+
+
+def compose_cfg(experiment: str, overrides: Sequence[str]) -> Any:
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"experiment={experiment}", *overrides])
+
+
+def common_overrides(args: argparse.Namespace, train_manifest: Path) -> list[str]:
+    """Same data (the train split only), steps and seed for both methods."""
+    overrides = [
+        f"seed={args.seed}",
+        "data.synthetic.enabled=false",
+        f"data.datasets=[{{path: '{train_manifest}', weight: 1.0, kind: video}}]",
+        f"trainer.max_steps={args.steps}",
+        f"trainer.ckpt_every={max(args.steps // 2, 1)}",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+    ]
+    if args.threads:
+        overrides.append(f"trainer.threads={args.threads}")
+    return overrides + list(args.shared)
+
+
+def pretrain(method: str, args: argparse.Namespace, train_manifest: Path) -> tuple[Path, Any, dict[str, float]]:
+    run_dir = Path(args.work) / method
+    cfg = compose_cfg(METHODS[method], [*common_overrides(args, train_manifest), f"run_dir={run_dir}"])
+    t0 = time.perf_counter()
+    summary = train(cfg)
+    records = read_metrics(run_dir)
+    stats = {
+        "first_loss": records[0]["loss"],
+        "last_loss": records[-1]["loss"],
+        "first_feat_std": records[0]["feat_std"],
+        "last_feat_std": records[-1]["feat_std"],
+        "s_per_step": sorted(1.0 / r["clips_per_s"] * cfg.data.batch_size for r in records)[len(records) // 2],
+        "wall_s": time.perf_counter() - t0,
+        "steps_run": summary["end_step"] - summary["start_step"],
+    }
+    log.info("%s: %s", method, json.dumps(stats))
+    return run_dir, cfg, stats
+
+
+def feature_config(cfg: Any) -> EmbedConfig:
+    """One clip per video covering the whole clip length of pretraining, the full frame, no flip
+    (a flip would change the direction label)."""
+    d = cfg.data
+    return EmbedConfig(
+        frames_per_clip=d.frames_per_clip, frame_step=d.frame_step, num_clips=1, crop_size=d.crop_size,
+        short_side=d.crop_size, num_crops=1, batch_size=16,
+    )
+
+
+def labelled(features: FeatureSet, factors_csv: dict[str, int], key: str) -> FeatureSet:
+    return features.with_labels([factors_csv[f"{Path(p).name}:{key}"] for p in features.paths])
+
+
+def read_factors(root: Path) -> dict[str, int]:
+    import csv
+
+    out: dict[str, int] = {}
+    with open(root / "factors.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            for factor in FACTORS:
+                out[f"{Path(row['path']).name}:{factor}"] = int(row[factor])
+    return out
+
+
+def evaluate(
+    name: str, encoder: torch.nn.Module, emb: EmbedConfig, data: dict[str, Any], args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    t0 = time.perf_counter()
+    train_fs = extract_features(encoder, data["train"], emb, device="cpu")
+    val_fs = extract_features(encoder, data["val"], emb, device="cpu")
+    log.info("%s: features %s in %.0f s", name, tuple(train_fs.tokens.shape), time.perf_counter() - t0)
+    results: dict[str, dict[str, float]] = {}
+    for factor in FACTORS:
+        tr, va = labelled(train_fs, data["factors"], factor), labelled(val_fs, data["factors"], factor)
+        t0 = time.perf_counter()
+        cfg = ProbeConfig(depth=args.probe_depth, epochs=args.probe_epochs, lrs=(args.probe_lr,), seed=args.seed)
+        probe = train_probe(tr, cfg, va, num_classes=data["num_classes"][factor], device="cpu")
+        knn = knn_evaluate(tr, va, k=args.knn_k, num_classes=data["num_classes"][factor])
+        results[factor] = {"probe": probe.metrics["top1"], "knn": knn["top1"]}
+        log.info("%s %s: probe %.1f knn %.1f (%.0f s)", name, factor, probe.metrics["top1"], knn["top1"], time.perf_counter() - t0)
+    return results
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f}"
+
+
+def render(
+    results: dict[str, dict[str, dict[str, float]]], chance: dict[str, float], pre: dict[str, dict[str, float]],
+    args: argparse.Namespace, command: str,
+) -> str:
+    cols = [f for f in FACTORS]
+    lines = [
+        START,
+        "## Learning quality (tools/bench_learning.py)",
+        "",
+        f"Command: `{command}`  ",
+        f"Seed {args.seed}; {args.videos} generated videos ({', '.join(cols)} labels), pretraining on the train "
+        f"split, probes trained on train and scored on val; {args.steps} pretraining steps per method; "
+        f"attentive probe depth {args.probe_depth} + cross-attention, {args.probe_epochs} epochs, lr {args.probe_lr}; "
+        f"k-NN k={args.knn_k}.  ",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {machine()}.",
+        "",
+        "Top-1 on the val split (%), attentive probe / k-NN:",
+        "",
+        "| encoder | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+        "| chance | " + " | ".join(f"{chance[c]:.1f}" for c in cols) + " |",
+    ]
+    for name in ENCODERS:
+        if name in results:
+            cells = [f"{results[name][c]['probe']:.1f} / {results[name][c]['knn']:.1f}" for c in cols]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if pre:
+        lines += ["", "| pretraining | loss first -> last | feat_std first -> last | s/step (median) |", "|---|---|---|---|"]
+        for name, s in pre.items():
+            lines.append(
+                f"| {name} | {s['first_loss']:.3f} -> {s['last_loss']:.3f} | "
+                f"{s['first_feat_std']:.3f} -> {s['last_feat_std']:.3f} | {s['s_per_step']:.2f} |"
+            )
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace this benchmark's section of `path` (or append it), leaving the rest of the file alone."""
+    text = path.read_text() if path.is_file() else ""
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = (text.rstrip("\n") + "\n\n" if text else "") + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    register_configs()
+    command = "python tools/bench_learning.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    work = Path(args.work)
+    base = compose_cfg("demo", [f"seed={args.seed}", *args.shared])
+    s = base.data.synthetic
+    manifest = ensure_synthetic_dataset(
+        work / "data", num_videos=args.videos, num_frames=s.num_frames, size=s.size, fps=s.fps, seed=args.seed
+    )
+    root = manifest.parent
+    factors = read_factors(root)
+    data: dict[str, Any] = {
+        "train": read_manifest(root / "class_train.csv", kind="video"),
+        "val": read_manifest(root / "class_val.csv", kind="video"),
+        "factors": factors,
+    }
+    params = json.loads((root / "synthetic.json").read_text())
+    data["num_classes"] = {"class": params["num_classes"], "direction": params["num_directions"], "speed": len(params["speeds"])}
+    val_keys = [Path(e.path).name for e in data["val"]]
+    chance = {
+        f: chance_accuracy(torch.tensor([factors[f"{k}:{f}"] for k in val_keys]), data["num_classes"][f]) for f in FACTORS
+    }
+
+    emb = feature_config(base)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    pre: dict[str, dict[str, float]] = {}
+    for name in args.encoders:
+        if name == "random":
+            torch.manual_seed(args.seed)
+            encoder = build_encoder(base.model)
+        else:
+            run_dir, _, pre[name] = pretrain(name, args, root / "class_train.csv")
+            encoder = load_encoder(run_dir)
+        results[name] = evaluate(name, encoder, emb, data, args)
+
+    section = render(results, chance, pre, args, command)
+    print(section)
+    write_section(Path(args.out), section)
+    if {"random", "jepa"} <= results.keys():
+        gap = results["jepa"]["direction"]["probe"] - results["random"]["direction"]["probe"]
+        print(f"JEPA - random on the direction probe: {gap:+.1f} points")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Frozen evaluation of an encoder: attentive probe and/or k-NN, top-1 / top-5.
+
+On the fly: features are computed from manifests with any encoder `jepa.load_encoder` reads
+(run dir, checkpoint, export, official `.pt`, HF dir)::
+
+    python tools/probe.py --checkpoint runs/demo --train-manifest train.csv --val-manifest val.csv \\
+        --frames 16 --fps 4 --num-clips 2 --crop 224 --crops 3 --out probes/demo
+
+From embeddings written by `tools/embed.py` (`--outputs tokens` for the attentive probe;
+pooled embeddings make one token per window)::
+
+    python tools/embed.py --checkpoint runs/demo --manifest train.csv --out emb/train --outputs tokens pooled
+    python tools/probe.py --train-embeddings emb/train --val-embeddings emb/val --out probes/demo
+
+Images are one-frame clips: pass an image manifest with ``--frames 1``. The probe is the
+released one by default (3 self-attention blocks + 1 cross-attention block, 16 heads, one
+query); ``--lr 1e-3 3e-4 --wd 0.01 0.1`` trains a grid of heads in parallel and keeps the best
+on the val set (the released protocol). Each spatial view concatenates the tokens of its
+clips; per-video predictions average the views' softmax. The probe is saved to ``--out`` and
+loads with ``jepa.eval.load_probe(path)``. The last line printed is the metrics as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jepa.data.manifest import read_manifest  # noqa: E402
+from jepa.eval.features import COMBINE_MODES, FeatureSet, extract_features, load_embeddings  # noqa: E402
+from jepa.eval.knn import knn_evaluate  # noqa: E402
+from jepa.eval.probe import ProbeConfig, probe_config_dict, save_probe, train_probe  # noqa: E402
+from jepa.export.embed import EmbedConfig  # noqa: E402
+from jepa.export.load import load_encoder  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("features on the fly")
+    src.add_argument("--checkpoint", help="anything jepa.load_encoder reads")
+    src.add_argument("--which", choices=("target_encoder", "encoder"), default="target_encoder")
+    src.add_argument("--train-manifest")
+    src.add_argument("--val-manifest")
+    src.add_argument("--frames", type=int, default=16, help="frames per clip (1 for images)")
+    rate = src.add_mutually_exclusive_group()
+    rate.add_argument("--fps", type=float, default=None, help="sampling rate inside a clip (default 4)")
+    rate.add_argument("--frame-step", type=int, default=None, help="source frames between sampled frames")
+    src.add_argument("--num-clips", type=int, default=1, help="evenly spaced temporal clips per video")
+    src.add_argument("--crop", type=int, default=224, help="crop side in pixels")
+    src.add_argument("--short-side", type=int, default=None, help="resize the short side to this before cropping")
+    src.add_argument("--crops", type=int, default=1, help="spatial views per clip")
+    src.add_argument("--feature-batch", type=int, default=16, help="views per encoder forward")
+    src.add_argument("--workers", type=int, default=0, help="decoding worker processes")
+    emb = p.add_argument_group("features from tools/embed.py")
+    emb.add_argument("--train-embeddings")
+    emb.add_argument("--val-embeddings")
+    emb.add_argument("--output", choices=("tokens", "pooled"), default=None, help="default: tokens when written")
+    pr = p.add_argument_group("probe")
+    pr.add_argument("--method", nargs="+", choices=("attentive", "knn"), default=["attentive", "knn"])
+    pr.add_argument("--depth", type=int, default=3, help="self-attention blocks before the cross-attention block")
+    pr.add_argument("--num-heads", type=int, default=16)
+    pr.add_argument("--num-queries", type=int, default=1)
+    pr.add_argument("--epochs", type=int, default=20)
+    pr.add_argument("--batch-size", type=int, default=32)
+    pr.add_argument("--lr", type=float, nargs="+", default=[1e-3])
+    pr.add_argument("--wd", type=float, nargs="+", default=[0.01])
+    pr.add_argument("--combine", choices=COMBINE_MODES, default="concat", help="clips of a view: concat tokens or separate samples")
+    pr.add_argument("--num-classes", type=int, default=None, help="default: largest label + 1")
+    pr.add_argument("--knn-k", type=int, default=20)
+    pr.add_argument("--knn-temperature", type=float, default=0.07)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="default: cuda if available")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default=None, help="directory for the trained probe")
+    return p
+
+
+def load_sets(args: argparse.Namespace, device: torch.device) -> tuple[FeatureSet, FeatureSet, dict[str, Any]]:
+    """(train, val, provenance) from embeddings or from an encoder and manifests."""
+    if args.train_embeddings or args.val_embeddings:
+        if not (args.train_embeddings and args.val_embeddings) or args.checkpoint:
+            raise SystemExit("give --train-embeddings and --val-embeddings (and no --checkpoint)")
+        source = {"train_embeddings": args.train_embeddings, "val_embeddings": args.val_embeddings, "output": args.output}
+        return load_embeddings(args.train_embeddings, args.output), load_embeddings(args.val_embeddings, args.output), source
+    if not (args.checkpoint and args.train_manifest and args.val_manifest):
+        raise SystemExit("give --checkpoint, --train-manifest and --val-manifest, or --train/--val-embeddings")
+    cfg = EmbedConfig(
+        frames_per_clip=args.frames,
+        fps=args.fps if args.fps is not None or args.frame_step is not None else 4.0,
+        frame_step=args.frame_step,
+        num_clips=args.num_clips,
+        crop_size=args.crop,
+        short_side=args.short_side,
+        num_crops=args.crops,
+        batch_size=args.feature_batch,
+        num_workers=args.workers,
+    )
+    encoder = load_encoder(args.checkpoint, which=args.which)
+    sets = [extract_features(encoder, read_manifest(m), cfg, device=device) for m in (args.train_manifest, args.val_manifest)]
+    source = {"checkpoint": args.checkpoint, "which": args.which, "features": asdict(cfg)}
+    return sets[0], sets[1], source
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    train_set, val_set, source = load_sets(args, device)
+    print(f"features: train {tuple(train_set.tokens.shape)} ({train_set.num_videos} videos), "
+          f"val {tuple(val_set.tokens.shape)} ({val_set.num_videos} videos)")  # fmt: skip
+    report: dict[str, Any] = {}
+    if "knn" in args.method:
+        report["knn"] = knn_evaluate(train_set, val_set, args.knn_k, args.knn_temperature, args.num_classes)
+        print(f"knn (k={args.knn_k}): " + ", ".join(f"{k} {v:.2f}" for k, v in report["knn"].items()))
+    if "attentive" in args.method:
+        cfg = ProbeConfig(
+            depth=args.depth, num_heads=args.num_heads, num_queries=args.num_queries, epochs=args.epochs,
+            batch_size=args.batch_size, lrs=tuple(args.lr), weight_decays=tuple(args.wd), combine=args.combine,
+            seed=args.seed,
+        )  # fmt: skip
+        result = train_probe(train_set, cfg, val_set, args.num_classes, device)
+        for head in result.heads:
+            print(f"head lr {head.lr:g} wd {head.weight_decay:g}: train loss {head.train_loss:.4f}, "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in head.metrics.items()))  # fmt: skip
+        report["attentive"] = result.metrics
+        print("attentive probe: " + ", ".join(f"{k} {v:.2f}" for k, v in result.metrics.items()))
+        if args.out:
+            meta = {"source": source, "probe": probe_config_dict(cfg), "metrics": result.metrics}
+            print(f"probe saved to {save_probe(result.probe, args.out, meta)}")
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
