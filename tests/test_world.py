@@ -19,7 +19,7 @@ from jepa.world.gradient_planner import GradientPlannerConfig, gradient_plan
 from jepa.world.mpc import PlanningPolicy, RandomPolicy, evaluate
 from jepa.world.train_ac import TrainACConfig, WindowSampler, encode_dataset, evaluate_losses, train_ac_predictor
 from jepa.world.trajectories import Episode, Manifest, TrajectoryWriter, load_manifest, read_episode
-from jepa.world.world_model import LatentWorldModel, OracleWorldModel
+from jepa.world.world_model import LatentWorldModel, OracleWorldModel, l1_energy
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUT = Path("/work/shared/reference/official_checkpoint_layout.json")
@@ -160,7 +160,9 @@ def test_predictor_attention_matches_the_released_ac_rotation() -> None:
     def rotate(y: torch.Tensor) -> torch.Tensor:
         out = y.clone()
         out[..., 0:8] = _released_rotate(y[..., 0:8], frame.float())
-        rotated_hw = torch.cat((_released_rotate(y[..., 8:16], row.float()), _released_rotate(y[..., 16:24], col.float())), -1)
+        rotated_hw = torch.cat(
+            (_released_rotate(y[..., 8:16], row.float()), _released_rotate(y[..., 16:24], col.float())), -1
+        )
         out[..., is_patch, 8:24] = rotated_hw[..., is_patch, :]
         return out
 
@@ -236,6 +238,28 @@ def test_latent_world_model_rollout_feeds_back_its_predictions() -> None:
             torch.stack((z0.expand(5, 4, 48), first), 1), actions, torch.stack((state.expand(5, 2), s1), 1)
         )
         torch.testing.assert_close(rolled[:, 1], second)
+
+
+def test_gradient_planning_differentiates_through_the_latent_model() -> None:
+    env = PointTableEnv(**SMALL_ENV)
+    model = LatentWorldModel(
+        build_frame_encoder("vit_tiny", TINY_ENCODER), tiny_predictor(init_std=0.3), env.transition
+    )
+    start, goal = env.sample_task(0)
+    latent = model.encode(env.render(start)[None])[0]
+    goal_latent = model.encode(env.render(goal)[None])[0]
+
+    def energy(actions: torch.Tensor) -> torch.Tensor:
+        return l1_energy(model.rollout(latent, torch.from_numpy(start), actions)[:, -1], goal_latent)
+
+    config = GradientPlannerConfig(horizon=2, num_starts=4, steps=10, action_bound=env.max_action)
+    result = gradient_plan(energy, 2, config, generator=torch.Generator().manual_seed(0))
+    assert result.actions.abs().max() <= env.max_action
+    assert result.energy == min(result.energy_history)
+    actions = torch.zeros(1, 2, 2, requires_grad=True)
+    energy(actions).sum().backward()
+    assert actions.grad is not None and actions.grad.abs().sum() > 0  # the energy reaches the actions
+    assert all(p.grad is None for p in model.predictor.parameters())  # and only them
 
 
 # --- planners --------------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ class LatentWorldModel:
         normalize: bool = True,
     ) -> None:
         self.encoder = encoder
-        self.predictor = predictor.eval()
+        # Frozen for planning: gradient planners then differentiate w.r.t. the actions only.
+        self.predictor = predictor.eval().requires_grad_(False)
         self.state_transition = state_transition
         self.normalize = normalize
         self.device = next(predictor.parameters()).device
