@@ -19,10 +19,11 @@ import torch
 
 from jepa.world.ac_checkpoint import load_world_model, save_world_model
 from jepa.world.ac_predictor import create_ac_predictor
+from jepa.viz.plan import episode_from_result, render_plan_animation, render_plan_strip
+from jepa.viz.render import save_gif, save_png
 from jepa.world.cem import CEMConfig
 from jepa.world.collect import collect_random_trajectories
 from jepa.world.env import PointTableEnv
-from jepa.world.episode_image import episode_strip, save_episode_gif
 from jepa.world.frame_encoder import build_frame_encoder
 from jepa.world.gradient_planner import GradientPlannerConfig
 from jepa.world.mpc import EvalSummary, PlanningPolicy, RandomPolicy, evaluate
@@ -156,8 +157,9 @@ def run_plan(cfg: Mapping[str, Any]) -> dict[str, Any]:
         if not 0 <= cfg["save_episode"] < len(planned.episodes):
             raise ValueError(f"save_episode={cfg['save_episode']} but only {len(planned.episodes)} episodes ran")
         episode = planned.episodes[cfg["save_episode"]]
-        episode_strip(episode).save(out_dir / "plan_episode.png")
-        save_episode_gif(episode, out_dir / "plan_episode.gif")
+        picture = episode_from_result(episode)
+        save_png(render_plan_strip(picture, scale=2), out_dir / "plan_episode.png")
+        save_gif(render_plan_animation(picture), out_dir / "plan_episode.gif")
         results["saved_episode_seed"] = episode.seed
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
     return results
