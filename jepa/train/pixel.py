@@ -15,10 +15,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from jepa.masks.ops import gather_tokens
 from jepa.models.init import init_weights_
 from jepa.models.predictor import VisionTransformerPredictor
-from jepa.train.step import feature_std
+from jepa.train.step import feature_std, masked_prediction_loss
 
 
 def patchify(clips: Tensor, patch_size: int, tubelet_size: int) -> Tensor:
@@ -80,20 +79,11 @@ class PixelMAE(nn.Module):
         self, clips: Tensor, masks_ctx: Sequence[Tensor], masks_tgt: Sequence[Tensor]
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss averaged over mask configs; `feat_std` is measured on the context tokens (no extra pass)."""
-        if len(masks_ctx) != len(masks_tgt) or not masks_ctx:
-            raise ValueError(
-                f"need one (context, target) pair per mask config, got {len(masks_ctx)} and {len(masks_tgt)}"
-            )
         with torch.no_grad():
             pixels = pixel_targets(clips, self.encoder.patch_size, self.encoder.tubelet_size, self.normalize_targets)
-        losses, first = [], None
-        for i, (ctx_idx, tgt_idx) in enumerate(zip(masks_ctx, masks_tgt)):
-            z = self.encoder(clips, masks=ctx_idx)
-            first = z if first is None else first
-            pred = self.predictor(z, ctx_idx, tgt_idx, mask_index=i if self.per_config_mask_tokens else 0)
-            target = gather_tokens(pixels, tgt_idx)
-            losses.append(torch.mean(torch.abs(pred.float() - target) ** self.loss_exp) / self.loss_exp)
-        loss = torch.stack(losses).mean()
+        loss, first = masked_prediction_loss(
+            self.encoder, self.predictor, clips, masks_ctx, masks_tgt, pixels, self.loss_exp, self.per_config_mask_tokens
+        )
         return loss, {"feat_std": feature_std(first.detach())}
 
     @torch.no_grad()

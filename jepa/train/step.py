@@ -58,6 +58,35 @@ class CollapseMonitor:
         return f"step {step}: feature std recovered to {feat_std:.2e}"
 
 
+def masked_prediction_loss(
+    encoder: nn.Module,
+    predictor: nn.Module,
+    clips: Tensor,
+    masks_ctx: Sequence[Tensor],
+    masks_tgt: Sequence[Tensor],
+    targets: Tensor,
+    loss_exp: float,
+    per_config_mask_tokens: bool,
+) -> tuple[Tensor, Tensor]:
+    """Mean over mask configs of ``mean |predictor(encoder(context)) - targets[target idx]|^e / e``.
+
+    The one masked-prediction loop shared by the latent (JEPA) and pixel objectives, so the two
+    differ only in their targets. Returns the loss and the first config's context tokens.
+    """
+    if len(masks_ctx) != len(masks_tgt) or not masks_ctx:
+        raise ValueError(
+            f"need one (context, target) pair per mask config, got {len(masks_ctx)} and {len(masks_tgt)}"
+        )
+    losses, first = [], None
+    for i, (ctx_idx, tgt_idx) in enumerate(zip(masks_ctx, masks_tgt)):
+        z = encoder(clips, masks=ctx_idx)
+        first = z if first is None else first
+        pred = predictor(z, ctx_idx, tgt_idx, mask_index=i if per_config_mask_tokens else 0)
+        target = gather_tokens(targets, tgt_idx)
+        losses.append(torch.mean(torch.abs(pred.to(target.dtype) - target) ** loss_exp) / loss_exp)
+    return torch.stack(losses).mean(), first
+
+
 class JEPA(nn.Module):
     """Context encoder + predictor trained against a frozen EMA copy of the encoder."""
 
@@ -87,20 +116,11 @@ class JEPA(nn.Module):
         self, clips: Tensor, masks_ctx: Sequence[Tensor], masks_tgt: Sequence[Tensor]
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss averaged over mask configs, plus detached statistics for logging."""
-        if len(masks_ctx) != len(masks_tgt) or not masks_ctx:
-            raise ValueError(
-                f"need one (context, target) pair per mask config, got {len(masks_ctx)} and {len(masks_tgt)}"
-            )
         h = self.targets(clips)
-        losses = []
-        for i, (ctx_idx, tgt_idx) in enumerate(zip(masks_ctx, masks_tgt)):
-            z = self.encoder(clips, masks=ctx_idx)
-            pred = self.predictor(z, ctx_idx, tgt_idx, mask_index=i if self.per_config_mask_tokens else 0)
-            target = gather_tokens(h, tgt_idx)
-            losses.append(torch.mean(torch.abs(pred - target) ** self.loss_exp) / self.loss_exp)
-        loss = torch.stack(losses).mean()
-        stats = {"feat_std": feature_std(h.detach())}
-        return loss, stats
+        loss, _ = masked_prediction_loss(
+            self.encoder, self.predictor, clips, masks_ctx, masks_tgt, h, self.loss_exp, self.per_config_mask_tokens
+        )
+        return loss, {"feat_std": feature_std(h.detach())}
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
