@@ -398,3 +398,19 @@ def test_predictor_and_gather_errors() -> None:
     x = torch.randn(2, 5, 3)
     idx = torch.tensor([[4, 0], [2, 2]])
     assert torch.equal(gather_tokens(x, idx), torch.stack([x[0, [4, 0]], x[1, [2, 2]]]))
+
+
+def test_drop_path_zeroes_whole_samples_and_keeps_the_mean() -> None:
+    from jepa.models.layers import DropPath
+
+    layer = DropPath(0.25).train()
+    torch.manual_seed(0)
+    out = layer(torch.ones(4000, 3, 5))
+    per_sample = out.flatten(1)
+    assert per_sample.unique().tolist() == pytest.approx([0.0, 1 / 0.75])  # a sample is dropped or scaled, never mixed
+    assert (per_sample == 0).all(dim=1).float().mean().item() == pytest.approx(0.25, abs=0.03)
+    assert out.mean().item() == pytest.approx(1.0, abs=0.05)
+    x = torch.randn(2, 3)
+    assert layer.eval()(x) is x
+    with pytest.raises(ValueError):
+        DropPath(1.0)
