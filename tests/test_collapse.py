@@ -16,7 +16,7 @@ from jepa.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from jepa.train.config import register_configs
 from jepa.train.logging import read_metrics
 from jepa.train.loop import train
-from jepa.train.step import CollapseMonitor, feature_std
+from jepa.train.step import JEPA, CollapseMonitor, feature_std, variance_covariance
 
 REPO = Path(__file__).resolve().parents[1]
 register_configs()
@@ -95,3 +95,33 @@ def test_collapse_is_logged_and_warned_during_pretraining(tmp_path: Path, caplog
     first = read_metrics(run)[0]
     assert "feat_std" in first and first["feat_std"] < 1e-4
     assert "collapsing" in caplog.text
+
+
+def test_variance_covariance_terms_penalise_alike_tokens_not_diverse_ones() -> None:
+    torch.manual_seed(0)
+    diverse = torch.randn(8, 64, 16)
+    var, cov = variance_covariance(diverse)
+    alike_var, alike_cov = variance_covariance(diverse[:1, :1].expand(8, 64, -1))
+    assert var < 0.1 and alike_var > 0.9
+    assert alike_cov < 1e-6 < cov
+    scaled_var, _ = variance_covariance(100 * diverse[:1, :1] + 0.01 * diverse)
+    assert scaled_var > 0.5  # scaling up a nearly constant token does not satisfy the hinge
+    direction = torch.randn(16)
+    correlated = torch.randn(8, 64, 1) * (direction - direction.mean()) + 0.1 * diverse  # one factor drives all channels
+    assert variance_covariance(correlated)[1] > 10 * cov
+
+
+def test_jepa_adds_the_terms_only_when_weighted() -> None:
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1))
+    torch.manual_seed(0)
+    plain = build.build_model(cfg)
+    clips = torch.randn(4, 3, 4, 32, 32)
+    ctx, tgt = MaskSampler(build.mask_specs(cfg), build.token_grid(cfg))(4, torch.Generator().manual_seed(0))
+    loss, stats = plain(clips, ctx, tgt)
+    assert set(stats) == {"feat_std"}
+    weighted = JEPA(plain.encoder, plain.predictor, plain.target_encoder, var_weight=2.0, cov_weight=0.5)
+    loss_w, stats_w = weighted(clips, ctx, tgt)
+    expected = loss + 2.0 * stats_w["var_loss"] + 0.5 * stats_w["cov_loss"]
+    torch.testing.assert_close(loss_w, expected)
+    with pytest.raises(ValueError):
+        JEPA(plain.encoder, plain.predictor, plain.target_encoder, var_weight=-1.0)

@@ -24,6 +24,7 @@ import logging
 import os
 import platform
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -57,16 +58,17 @@ START, END = "<!-- bench_learning:start -->", "<!-- bench_learning:end -->"
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=400, help="pretraining steps, both methods")
+    p.add_argument("--steps", type=int, default=300, help="pretraining steps, both methods")
     p.add_argument("--seed", type=int, default=0, help="seeds data generation, pretraining, random init and probes")
-    p.add_argument("--videos", type=int, default=384, help="generated videos (75%% train, 25%% val)")
+    p.add_argument("--videos", type=int, default=768, help="generated videos (75%% train, 25%% val)")
     p.add_argument("--work", default="runs/bench_learning", help="run directories and the dataset cache")
     p.add_argument("--out", default="docs/benchmarks.md", help="markdown file whose bench_learning section is replaced")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--set", dest="shared", action="append", default=[], help="Hydra override for both methods")
-    p.add_argument("--probe-depth", type=int, default=1, help="self-attention blocks before the cross-attention")
+    p.add_argument("--probe-depth", type=int, default=0, help="self-attention blocks before the cross-attention")
     p.add_argument("--probe-epochs", type=int, default=40)
     p.add_argument("--probe-lr", type=float, default=1e-3)
+    p.add_argument("--probe-seeds", type=int, default=3, help="probes per factor (seeds); the table shows mean and std")
     p.add_argument("--knn-k", type=int, default=10)
     p.add_argument("--encoders", nargs="+", choices=ENCODERS, default=list(ENCODERS))
     return p.parse_args(argv)
@@ -148,11 +150,14 @@ def evaluate(
     for factor in FACTORS:
         tr, va = labelled(train_fs, data["factors"], factor), labelled(val_fs, data["factors"], factor)
         t0 = time.perf_counter()
-        cfg = ProbeConfig(depth=args.probe_depth, epochs=args.probe_epochs, lrs=(args.probe_lr,), seed=args.seed)
-        probe = train_probe(tr, cfg, va, num_classes=data["num_classes"][factor], device="cpu")
+        top1 = []
+        for i in range(args.probe_seeds):
+            cfg = ProbeConfig(depth=args.probe_depth, epochs=args.probe_epochs, lrs=(args.probe_lr,), seed=args.seed + i)
+            top1.append(train_probe(tr, cfg, va, num_classes=data["num_classes"][factor], device="cpu").metrics["top1"])
         knn = knn_evaluate(tr, va, k=args.knn_k, num_classes=data["num_classes"][factor])
-        results[factor] = {"probe": probe.metrics["top1"], "knn": knn["top1"]}
-        log.info("%s %s: probe %.1f knn %.1f (%.0f s)", name, factor, probe.metrics["top1"], knn["top1"], time.perf_counter() - t0)
+        spread = statistics.stdev(top1) if len(top1) > 1 else 0.0
+        results[factor] = {"probe": statistics.mean(top1), "probe_std": spread, "knn": knn["top1"]}
+        log.info("%s %s: probe %s knn %.1f (%.0f s)", name, factor, [round(v, 1) for v in top1], knn["top1"], time.perf_counter() - t0)
     return results
 
 
@@ -168,31 +173,39 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f}"
 
 
+def motion(result: dict[str, dict[str, float]], kind: str = "probe") -> float:
+    """The motion score: mean top-1 over the factors no single frame shows (direction, speed)."""
+    return sum(result[f][kind] for f in MOTION) / len(MOTION)
+
+
 def render(
     results: dict[str, dict[str, dict[str, float]]], chance: dict[str, float], pre: dict[str, dict[str, float]],
     args: argparse.Namespace, command: str,
 ) -> str:
-    cols = [f for f in FACTORS]
+    cols = list(FACTORS)
+    chance_motion = sum(chance[f] for f in MOTION) / len(MOTION)
     lines = [
         START,
         "## Learning quality (tools/bench_learning.py)",
         "",
         f"Command: `{command}`  ",
-        f"Seed {args.seed}; {args.videos} generated videos ({', '.join(cols)} labels), pretraining on the train "
-        f"split, probes trained on train and scored on val; {args.steps} pretraining steps per method; "
-        f"attentive probe depth {args.probe_depth} + cross-attention, {args.probe_epochs} epochs, lr {args.probe_lr}; "
-        f"k-NN k={args.knn_k}.  ",
+        f"Seed {args.seed}; {args.videos} generated videos, pretraining on the train split (75 %), probes trained "
+        f"on train and scored on val (25 %); {args.steps} pretraining steps per method, same batch, masks and "
+        f"schedule; attentive probe with {args.probe_depth} self-attention blocks + the cross-attention block, "
+        f"{args.probe_epochs} epochs, lr {args.probe_lr:g}; k-NN k={args.knn_k} on mean-pooled tokens.  ",
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {machine()}.",
         "",
-        "Top-1 on the val split (%), attentive probe / k-NN:",
+        f"Top-1 on the val split (%): attentive probe (mean ± std over {args.probe_seeds} probe seeds) / k-NN; "
+        "motion = mean of direction and speed:",
         "",
-        "| encoder | " + " | ".join(cols) + " |",
-        "|---|" + "---|" * len(cols),
-        "| chance | " + " | ".join(f"{chance[c]:.1f}" for c in cols) + " |",
+        "| encoder | " + " | ".join(cols) + " | motion |",
+        "|---|" + "---|" * (len(cols) + 1),
+        "| chance | " + " | ".join(f"{chance[c]:.1f}" for c in cols) + f" | {chance_motion:.1f} |",
     ]
     for name in ENCODERS:
         if name in results:
-            cells = [f"{results[name][c]['probe']:.1f} / {results[name][c]['knn']:.1f}" for c in cols]
+            cells = [f"{results[name][c]['probe']:.1f} ± {results[name][c]['probe_std']:.1f} / {results[name][c]['knn']:.1f}" for c in cols]
+            cells.append(f"{motion(results[name]):.1f} / {motion(results[name], 'knn'):.1f}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if pre:
         lines += ["", "| pretraining | loss first -> last | feat_std first -> last | s/step (median) |", "|---|---|---|---|"]
@@ -201,6 +214,12 @@ def render(
                 f"| {name} | {s['first_loss']:.3f} -> {s['last_loss']:.3f} | "
                 f"{s['first_feat_std']:.3f} -> {s['last_feat_std']:.3f} | {s['s_per_step']:.2f} |"
             )
+    if "jepa" in results:
+        gaps = [f"JEPA - {other}: {motion(results['jepa']) - motion(results[other]):+.1f} points on motion "
+                f"(direction {results['jepa']['direction']['probe'] - results[other]['direction']['probe']:+.1f}, "
+                f"speed {results['jepa']['speed']['probe'] - results[other]['speed']['probe']:+.1f})"
+                for other in ("random", "pixel") if other in results]  # fmt: skip
+        lines += ["", "  \n".join(gaps)] if gaps else []
     lines.append(END)
     return "\n".join(lines) + "\n"
 
@@ -259,9 +278,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     section = render(results, chance, pre, args, command)
     print(section)
     write_section(Path(args.out), section)
-    if {"random", "jepa"} <= results.keys():
-        gap = results["jepa"]["direction"]["probe"] - results["random"]["direction"]["probe"]
-        print(f"JEPA - random on the direction probe: {gap:+.1f} points")
     return 0
 
 

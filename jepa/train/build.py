@@ -73,6 +73,8 @@ def build_jepa(cfg: Any) -> JEPA:
         target,
         loss_exp=cfg.optim.loss_exp,
         per_config_mask_tokens=cfg.model.per_config_mask_tokens,
+        var_weight=cfg.optim.var_weight,
+        cov_weight=cfg.optim.cov_weight,
     )
 
 

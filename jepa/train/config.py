@@ -109,6 +109,10 @@ class OptimConfig:
     ema: List[float] = field(default_factory=lambda: [0.99925, 0.99925])
     clip_grad: Optional[float] = None
     loss_exp: float = 1.0
+    # Weights of the variance / covariance terms on the context tokens (jepa.train.step.
+    # variance_covariance); 0 = the released recipe.
+    var_weight: float = 0.0
+    cov_weight: float = 0.0
 
 
 @dataclass

@@ -87,8 +87,30 @@ def masked_prediction_loss(
     return torch.stack(losses).mean(), first
 
 
+def variance_covariance(tokens: Tensor, gamma: float = 1.0) -> tuple[Tensor, Tensor]:
+    """VICReg's variance hinge and covariance penalty over every token of a batch.
+
+    Channels are layer-normed first (no affine), so the terms cannot be met by scaling, and the
+    variance is across tokens of all clips and positions: it is low when tokens are alike, the
+    spatially uniform partial collapse a short JEPA run drifts into (VJ-VCR, Drozdov et al. 2024,
+    regularise V-JEPA this way).
+    """
+    x = F.layer_norm(tokens.float(), tokens.shape[-1:]).flatten(0, -2)
+    if x.shape[0] < 2:
+        raise ValueError("the variance / covariance terms need at least two tokens")
+    x = x - x.mean(dim=0)
+    var = F.relu(gamma - torch.sqrt(x.var(dim=0) + 1e-4)).mean()
+    cov = x.T @ x / (x.shape[0] - 1)
+    off_diagonal = cov - torch.diag_embed(torch.diagonal(cov))
+    return var, off_diagonal.pow(2).sum() / x.shape[1]
+
+
 class JEPA(nn.Module):
-    """Context encoder + predictor trained against a frozen EMA copy of the encoder."""
+    """Context encoder + predictor trained against a frozen EMA copy of the encoder.
+
+    `var_weight` / `cov_weight` > 0 add the `variance_covariance` terms of the context tokens
+    (off in the released recipe).
+    """
 
     def __init__(
         self,
@@ -97,11 +119,17 @@ class JEPA(nn.Module):
         target_encoder: nn.Module,
         loss_exp: float = 1.0,
         per_config_mask_tokens: bool = False,
+        var_weight: float = 0.0,
+        cov_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        if var_weight < 0 or cov_weight < 0:
+            raise ValueError(f"var_weight and cov_weight must be >= 0, got {var_weight}, {cov_weight}")
         self.encoder = encoder
         self.predictor = predictor
         self.target_encoder = target_encoder
+        self.var_weight = var_weight
+        self.cov_weight = cov_weight
         self.target_encoder.requires_grad_(False)
         self.loss_exp = loss_exp
         self.per_config_mask_tokens = per_config_mask_tokens
@@ -117,10 +145,15 @@ class JEPA(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss averaged over mask configs, plus detached statistics for logging."""
         h = self.targets(clips)
-        loss, _ = masked_prediction_loss(
+        loss, first = masked_prediction_loss(
             self.encoder, self.predictor, clips, masks_ctx, masks_tgt, h, self.loss_exp, self.per_config_mask_tokens
         )
-        return loss, {"feat_std": feature_std(h.detach())}
+        stats = {"feat_std": feature_std(h.detach())}
+        if self.var_weight or self.cov_weight:
+            var, cov = variance_covariance(first)
+            loss = loss + self.var_weight * var + self.cov_weight * cov
+            stats.update(var_loss=var.detach(), cov_loss=cov.detach())
+        return loss, stats
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
