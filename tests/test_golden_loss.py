@@ -15,7 +15,9 @@ from jepa.train.logging import read_metrics
 from jepa.train.loop import train
 from test_train import compose_cfg, tiny_overrides
 
-GOLDEN = [0.8132753372192383, 0.7911446690559387, 0.7860804796218872, 0.7748732566833496, 0.7571756839752197]
+# Re-recorded when the synthetic encoder dropped x264's MB-tree (SYNTHETIC_VERSION 2): the data
+# changed, not the step; the old data was not reproducible, which made this test flaky.
+GOLDEN = [0.8132813572883606, 0.7921469211578369, 0.7876124382019043, 0.7763842344284058, 0.7571464776992798]
 
 
 def test_fixed_seed_loss_curve_is_unchanged(tmp_path: Path) -> None:
