@@ -59,7 +59,38 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_features, out_features or in_features)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        h = self.fc1(x)
+        if type(self.act) is nn.GELU and self.act.approximate == "none" and h.requires_grad:
+            return _GeluLinear.apply(h, self.fc2.weight, self.fc2.bias)
+        return self.fc2(self.act(h))
+
+
+class _GeluLinear(torch.autograd.Function):
+    """fc2(gelu(h)) that keeps only `h` for backward and recomputes the GELU there.
+
+    Autograd would keep both h (for the GELU) and gelu(h) (for fc2): 8 x dim floats per token
+    and block, the largest share of a training step's activations. Recomputing the GELU is an
+    elementwise pass; the step's result is unchanged (tests/test_golden_loss.py) and ViT-S
+    at the design.md shape keeps about 120 MB less (docs/benchmarks.md).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+        ctx.save_for_backward(h, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(F.gelu(h), weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Optional[Tensor], ...]:
+        h, weight = ctx.saved_tensors
+        # Under autocast the forward ran fc2 in the low precision dtype; backward follows suit.
+        act = F.gelu(h).to(grad.dtype)
+        grad_act = grad @ weight.to(grad.dtype)
+        flat_grad = grad.reshape(-1, grad.shape[-1])
+        grad_weight = (flat_grad.t() @ act.reshape(-1, act.shape[-1])).to(weight.dtype)
+        grad_bias = flat_grad.sum(0).to(weight.dtype) if ctx.has_bias else None
+        grad_h = torch.ops.aten.gelu_backward(grad_act.to(h.dtype), h)
+        return grad_h, grad_weight, grad_bias
 
 
 def _split_heads(dim: int, num_heads: int) -> int:
@@ -100,6 +131,10 @@ class Attention(nn.Module):
                 raise ValueError("an attention layer with RoPE needs token positions (pos)")
             q = self.rope.apply(q, pos, axis_mask)
             k = self.rope.apply(k, pos, axis_mask)
+            if v.requires_grad:
+                # q and k are new tensors now; a view v would keep the whole qkv output alive
+                # for backward (3 x dim per token), a copy keeps 1 x dim.
+                v = v.contiguous()
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
