@@ -135,6 +135,8 @@ def gather_clips(reader: VideoReader, indices: np.ndarray, target_short_side: in
         )
     unique, inverse = np.unique(indices, return_inverse=True)
     frames = reader.get_frames(unique, target_short_side)
+    if len(unique) == indices.size and np.array_equal(unique, indices.ravel()):
+        return frames.reshape(*indices.shape, *frames.shape[1:])  # the usual case: no copy
     return frames[inverse.reshape(indices.shape)]
 
 
