@@ -51,7 +51,8 @@ def _encoder() -> VisionTransformer:
     ).eval()
 
 
-CFG = dict(frames_per_clip=4, frame_step=2, stride_frames=4, crop_size=32, short_side=32, num_crops=2, batch_size=3)
+# fp32: these tests compare stored rows with a direct forward exactly (auto is bf16 on some CPUs).
+CFG = dict(frames_per_clip=4, frame_step=2, stride_frames=4, crop_size=32, short_side=32, num_crops=2, batch_size=3, precision="fp32")
 
 
 def _index(out: Path) -> list[dict[str, str]]:
@@ -163,3 +164,16 @@ def test_tool_writes_npy_shards_from_an_exported_encoder(dataset: Path, tmp_path
     settings = json.loads((tmp_path / "emb" / "embed.json").read_text())["settings"]
     assert settings["num_clips"] == 2 and settings["fps"] is None
     assert len(_index(tmp_path / "emb")) == 6
+
+
+def test_auto_precision_is_bf16_only_where_matmuls_are_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jepa.export.embed import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None and resolve_precision("bf16", cpu) is torch.bfloat16
+    assert resolve_precision("auto", torch.device("cuda")) is torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert resolve_precision("auto", cpu) is None
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert resolve_precision("auto", cpu) is torch.bfloat16

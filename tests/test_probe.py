@@ -155,7 +155,8 @@ def tiny_encoder() -> torch.nn.Module:
 
 def test_on_the_fly_features_equal_embed_tool_output(tmp_path: Path, tiny_videos: Path) -> None:
     entries = read_manifest(tiny_videos)
-    cfg = EmbedConfig(frames_per_clip=4, frame_step=1, num_clips=2, crop_size=32, num_crops=2, outputs=("pooled", "tokens"), batch_size=3)
+    cfg = EmbedConfig(frames_per_clip=4, frame_step=1, num_clips=2, crop_size=32, num_crops=2, outputs=("pooled", "tokens"),
+                      batch_size=3, precision="fp32")
     encoder = tiny_encoder()
     live = extract_features(encoder, entries, cfg, device="cpu")
     assert live.tokens.shape == (6 * 2 * 2, 2 * 2 * 2, 32) and live.num_videos == 6

@@ -7,7 +7,11 @@ CPU time of the process is reported next to wall time, since on a shared machine
 also counts other processes.
 
     python tools/bench_embed.py                                  # ViT-S and ViT-L, 16 x 128 px, batch 1
-    python tools/bench_embed.py --models vit_small --img 224 --iters 7 --threads 4
+    python tools/bench_embed.py --models vit_small --img 224 --iters 7 --threads 4 --modes fp32
+
+Modes: `fp32` and `bf16` run both models at that precision (bf16 = autocast); `defaults` runs
+each as it runs when not told: ours with tools/embed.py's `precision=auto` (bf16 where the CPU
+has native bf16 matmuls), HF in fp32.
 
 Needs `transformers` (the `test` / `hf` extra).
 """
@@ -24,6 +28,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from jepa.export.embed import resolve_precision
 from jepa.export.hf import encoder_to_hf, hf_config
 from jepa.models.registry import create_encoder
 
@@ -63,11 +68,29 @@ def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, float, torch.Tensor]:
     return time.perf_counter() - wall, time.process_time() - cpu, out
 
 
-def bench_model(name: str, args: argparse.Namespace) -> dict[str, float]:
+MODES = {
+    # name: (our autocast dtype, HF's autocast dtype)
+    "fp32": (None, None),
+    "bf16": (torch.bfloat16, torch.bfloat16),
+    # What each tool does when not told: tools/embed.py's precision "auto" vs HF in fp32.
+    "defaults": (resolve_precision("auto", torch.device("cpu")), None),
+}
+
+
+def bench_model(name: str, mode: str, args: argparse.Namespace) -> dict[str, float]:
     torch.manual_seed(0)
     ours, hf = build_pair(name, args.frames, args.img)
     clip = torch.randn(args.batch, 3, args.frames, args.img, args.img)
-    runs = {"ours": lambda: ours(clip).mean(1), "hf": lambda: hf(clip).mean(1)}
+
+    def run(model: Callable[[torch.Tensor], torch.Tensor], dtype: Optional[torch.dtype]) -> Callable[[], torch.Tensor]:
+        def call() -> torch.Tensor:
+            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                return model(clip).float().mean(1)
+
+        return call
+
+    ours_dtype, hf_dtype = MODES[mode]
+    runs = {"ours": run(ours, ours_dtype), "hf": run(hf, hf_dtype)}
     times: dict[str, list[tuple[float, float]]] = {"ours": [], "hf": []}
     with torch.inference_mode():
         outs = {k: fn() for k, fn in runs.items()}  # warm-up
@@ -81,8 +104,10 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, float]:
         res[f"{key}_wall"] = statistics.median(w for w, _ in samples)
         res[f"{key}_cpu"] = statistics.median(c for _, c in samples)
     tokens = (args.frames // 2) * (args.img // 16) ** 2
+    label = {None: "fp32", torch.bfloat16: "bf16"}
     print(
-        f"{name:10s} {args.batch} x {args.frames} x {args.img}px ({tokens} tokens/clip): "
+        f"{name:10s} {mode:8s} (ours {label[ours_dtype]}, hf {label[hf_dtype]}) {args.batch} x {args.frames} x "
+        f"{args.img}px ({tokens} tokens/clip): "
         f"ours {args.batch / res['ours_wall']:.3f} emb/s (cpu {args.batch / res['ours_cpu']:.3f}), "
         f"hf {args.batch / res['hf_wall']:.3f} emb/s (cpu {args.batch / res['hf_cpu']:.3f}); "
         f"speed-up wall {res['hf_wall'] / res['ours_wall']:.2f}x, cpu {res['hf_cpu'] / res['ours_cpu']:.2f}x; "
@@ -100,6 +125,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--iters", type=int, default=5, help="timed rounds per model (each runs both)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
+                   help="fp32 / bf16: both models at that precision; defaults: each tool's default")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     import transformers
@@ -108,7 +135,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, threads {torch.get_num_threads()}")
     print(f"machine: {machine()}; load average at start {load_average()}")
     for name in args.models:
-        bench_model(name, args)
+        for mode in args.modes:
+            bench_model(name, mode, args)
     print(f"load average at end {load_average()}")
     return 0
 

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--videos-per-shard", type=int, default=256)
     p.add_argument("--format", choices=FORMATS, default="safetensors")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 on GPU")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 where the device has native bf16 matmuls (GPU, AVX-512-BF16 or AMX CPU)")
     p.add_argument("--save-dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--device", default=None, help="default: cuda if available")
     p.add_argument("--workers", type=int, default=0, help="decoding worker processes")
