@@ -92,6 +92,27 @@ def run(backend: str, paths: list[Path], clips: int, warmup: int) -> tuple[float
     return clips / wall, clips / cpu
 
 
+def decode_floor(paths: list[Path], clips: int, warmup: int) -> float:
+    """Clips per CPU-second of demuxing and decoding alone (PyAV): the conversion to RGB, the
+    crop and the copies are replaced by no-ops, so this is the ceiling of the pyav path."""
+    from jepa.data import video_pyav
+
+    blank = np.zeros((1, 1, 3), dtype=np.uint8)
+    original = video_pyav.PyAVReader._to_array
+    video_pyav.PyAVReader._to_array = staticmethod(lambda frame, resize: blank)  # type: ignore[method-assign]
+    try:
+        entries = [ManifestEntry(str(p), 0) for p in paths]
+        dataset = VideoDataset(entries, ClipSampler(16, fps=4), None, backend="pyav", seed=0)
+        for s in range(warmup):
+            dataset[(s, s % len(entries))]
+        cpu = time.process_time()
+        for s in range(warmup, warmup + clips):
+            dataset[(s, s % len(entries))]
+        return clips / (time.process_time() - cpu)
+    finally:
+        video_pyav.PyAVReader._to_array = original  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=200, help="timed clips per backend")
@@ -112,6 +133,9 @@ def main() -> None:
     for backend in args.backends:
         wall, cpu = run(backend, paths, args.clips, args.warmup)
         print(f"{backend:>7}: {wall:6.1f} clips/s (wall)   {cpu:6.1f} clips/s (per CPU-second)")
+    if "pyav" in args.backends:
+        floor = decode_floor(paths, args.clips, args.warmup)
+        print(f"  floor: {floor:6.1f} clips/s (per CPU-second) demuxing + decoding only (pyav; no RGB, crop or copies)")
 
 
 if __name__ == "__main__":
