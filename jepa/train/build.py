@@ -109,6 +109,8 @@ def mask_specs(cfg: Any) -> list[MaskSpec]:
             num_blocks=c.num_blocks,
             max_temporal_keep=c.max_temporal_keep,
             max_keep=c.max_keep,
+            min_keep=c.min_keep,
+            full_complement=c.full_complement,
         )
         for c in cfg.mask.configs
     ]

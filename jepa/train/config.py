@@ -88,6 +88,10 @@ class MaskBlockConfig:
     num_blocks: int = 8
     max_temporal_keep: float = 1.0
     max_keep: Optional[int] = None
+    min_keep: int = 1
+    # True: the target is every token outside the context, so the batch-length cut drops none
+    # (jepa.masks.multiblock.MaskConfig).
+    full_complement: bool = False
 
 
 @dataclass
