@@ -325,9 +325,9 @@ def write_index(out_dir: Path, num_shards: int) -> tuple[Path, int]:
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` runs bf16 matmuls natively: any CUDA GPU, or a CPU with AVX-512-BF16 / AMX.
 
-    There bf16 autocast roughly doubles encoder throughput (ViT-L on this project's 2-core EPYC:
-    2.2x, docs/benchmarks.md) for ~1% relative error in the embeddings; elsewhere bf16 is emulated
-    and slower than fp32.
+    There bf16 autocast roughly doubles encoder throughput (on this project's 2-core EPYC: 2.1x
+    for ViT-S, 2.0x for ViT-L, docs/benchmarks.md) for ~1% relative error in the embeddings;
+    elsewhere bf16 is emulated and slower than fp32.
     """
     if device.type == "cuda":
         return True
