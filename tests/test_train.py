@@ -126,8 +126,8 @@ def test_nonfinite_loss_stops_without_saving(tmp_path: Path, cache: Path, monkey
 
     real_forward = JEPA.forward
 
-    def nan_forward(self, clips, masks_ctx, masks_tgt):
-        loss, stats = real_forward(self, clips, masks_ctx, masks_tgt)
+    def nan_forward(self, clips, masks_ctx, masks_tgt, *rest):
+        loss, stats = real_forward(self, clips, masks_ctx, masks_tgt, *rest)
         return loss * float("nan"), stats
 
     cfg = compose_cfg(tiny_overrides(tmp_path / "run", cache, steps=10) + ["trainer.max_nonfinite=3"])
@@ -173,3 +173,36 @@ def test_every_experiment_composes_and_builds_on_meta(experiment: str) -> None:
     n_params = sum(p.numel() for p in model.encoder.parameters())
     assert n_params > 5e6
     json.dumps(OmegaConf.to_container(cfg, resolve=False))
+
+
+@pytest.mark.parametrize(
+    "extra, exact",
+    [
+        (["mask=vjepa2"], True),
+        (["mask=vjepa2", "model.per_config_mask_tokens=true"], True),
+        # Three configs, or gradient accumulation: sums of more than two terms regroup.
+        (["trainer.grad_accum=2", "model.per_config_mask_tokens=true"], False),
+    ],
+)
+def test_backward_per_mask_gives_the_same_run(tmp_path: Path, cache: Path, extra: list[str], exact: bool) -> None:
+    """One backward per mask config (the default, for memory) == one backward of their mean:
+    bit for bit with two configs and no accumulation, to float rounding otherwise."""
+    from jepa.export.load import load_models
+
+    runs = {}
+    for per_mask in (True, False):
+        run = tmp_path / f"per_mask_{per_mask}"
+        train(compose_cfg(tiny_overrides(run, cache, steps=4) + extra + [f"trainer.backward_per_mask={per_mask}"]))
+        runs[per_mask] = run
+    losses = [[r["loss"] for r in read_metrics(runs[flag])] for flag in (True, False)]
+    a, b = load_models(runs[True]), load_models(runs[False])
+    pairs = [(f"{name}.{key}", x, y) for name in ("encoder", "predictor", "target_encoder")
+             for (key, x), y in zip(getattr(a, name).state_dict().items(), getattr(b, name).state_dict().values(), strict=True)]  # fmt: skip
+    if exact:
+        assert losses[0] == losses[1]
+        for key, x, y in pairs:
+            assert torch.equal(x, y), key
+    else:
+        assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+        for key, x, y in pairs:
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=key)

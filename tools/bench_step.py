@@ -45,6 +45,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder and predictor blocks")
+    p.add_argument("--joint-backward", action="store_true",
+                   help="one backward of the mean over mask configs (default: one per config, as the trainer)")
     return p.parse_args()
 
 
@@ -100,17 +102,21 @@ def main() -> None:
 
         with autocast:
             h = model.targets(clips)
-            lap("target_fwd")
-            losses = []
-            for i, (c, t) in enumerate(zip(ctx_idx, tgt_idx)):
+        lap("target_fwd")
+        losses = []
+        for i, (c, t) in enumerate(zip(ctx_idx, tgt_idx)):
+            with autocast:
                 z = model.encoder(clips, masks=c)
                 lap("context_fwd")
                 p = model.predictor(z, c, t, mask_index=0)
                 losses.append(torch.mean(torch.abs(p - gather_tokens(h, t))))
                 lap("predictor_fwd")
-            loss = torch.stack(losses).mean()
-        loss.backward()
-        lap("backward")
+            if not a.joint_backward:  # as jepa.train.loop: free this config's activations now
+                (losses[-1] / len(ctx_idx)).backward()
+                lap("backward")
+        if a.joint_backward:
+            torch.stack(losses).mean().backward()
+            lap("backward")
         opt.step()
         opt.zero_grad(set_to_none=True)
         lap("optimizer")

@@ -123,6 +123,10 @@ class OptimConfig:
 class TrainerConfig:
     max_steps: int = 200
     grad_accum: int = 1
+    # Run the mask configs one at a time, each followed by its backward, so only one config's
+    # activations are alive at once; same loss and gradients (off automatically when the loss
+    # has var/cov terms, which span configs, and under FSDP).
+    backward_per_mask: bool = True
     mixed_precision: str = "no"
     cpu: bool = False
     ckpt_every: int = 100

@@ -173,6 +173,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         accelerator.scaler.load_state_dict(state["scaler"])
 
     masks = StepMasks(MaskSampler(build.mask_specs(cfg), build.token_grid(cfg)), cfg.seed, rank, world)
+    # Not under FSDP: running the target encoder before the root module's first forward breaks
+    # FSDP2's lazy initialisation (activation checkpointing is the memory lever there).
+    per_mask = t.backward_per_mask and len(cfg.mask.configs) > 1 and not core.regularised and not t.fsdp
+
+    def grad_sync(sync: bool) -> Any:
+        """Gradients are reduced across ranks only in the last backward of a step."""
+        if t.fsdp:
+            return fsdp.gradient_sync(model, sync)
+        return contextlib.nullcontext() if sync else accelerator.no_sync(model)
+
     dataset = build.build_dataset(cfg)
     per_step = cfg.data.batch_size * world * t.grad_accum
     loader = build.build_loader(cfg, dataset, rank, world, start_sample=start_step * per_step)
@@ -252,14 +262,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 data_wait += time.perf_counter() - td
                 clips = normalize_clip(batch["video"][:, 0].to(device, non_blocking=True))
                 masks_ctx, masks_tgt = masks(step, micro, cfg.data.batch_size, t.grad_accum, device)
-                sync = micro == t.grad_accum - 1
-                if t.fsdp:
-                    ctx = fsdp.gradient_sync(model, sync)
+                last_micro = micro == t.grad_accum - 1
+                if per_mask:
+                    # One forward + backward per mask config: the same gradients as one
+                    # backward of their mean (each config's loss is seeded with 1/n, the mean's
+                    # backward does the same), with one config's activations alive at a time.
+                    n = len(masks_ctx)
+                    with accelerator.autocast():
+                        targets = core.targets(clips)
+                    config_losses = []
+                    for i in range(n):
+                        with grad_sync(last_micro and i == n - 1), accelerator.autocast():
+                            loss_i, stats_i = model(clips, masks_ctx[i : i + 1], masks_tgt[i : i + 1], targets, i)
+                            accelerator.backward(loss_i / n / t.grad_accum)
+                        config_losses.append(loss_i.detach())
+                        stats = stats_i if i == 0 else stats
+                    loss = torch.stack(config_losses).mean()
                 else:
-                    ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
-                with ctx, accelerator.autocast():
-                    loss, stats = model(clips, masks_ctx, masks_tgt)
-                    accelerator.backward(loss / t.grad_accum)
+                    with grad_sync(last_micro), accelerator.autocast():
+                        loss, stats = model(clips, masks_ctx, masks_tgt)
+                        accelerator.backward(loss / t.grad_accum)
                 total_loss += loss.detach() / t.grad_accum
                 feat_std += stats["feat_std"] / t.grad_accum
             mean_loss = accelerator.reduce(total_loss, reduction="mean")

@@ -10,7 +10,7 @@ targets (each channel of a tubelet to zero mean, unit std) is VideoMAE's `norm_p
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -75,14 +75,26 @@ class PixelMAE(nn.Module):
         self.per_config_mask_tokens = per_config_mask_tokens
         self.normalize_targets = normalize_targets
 
+    regularised = False
+
+    @torch.no_grad()
+    def targets(self, clips: Tensor) -> Tensor:
+        """Per-tubelet (normalised) pixels of the whole clip."""
+        return pixel_targets(clips, self.encoder.patch_size, self.encoder.tubelet_size, self.normalize_targets)
+
     def forward(
-        self, clips: Tensor, masks_ctx: Sequence[Tensor], masks_tgt: Sequence[Tensor]
+        self,
+        clips: Tensor,
+        masks_ctx: Sequence[Tensor],
+        masks_tgt: Sequence[Tensor],
+        targets: Optional[Tensor] = None,
+        first_config: int = 0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss averaged over mask configs; `feat_std` is measured on the context tokens (no extra pass)."""
-        with torch.no_grad():
-            pixels = pixel_targets(clips, self.encoder.patch_size, self.encoder.tubelet_size, self.normalize_targets)
+        pixels = self.targets(clips) if targets is None else targets
         loss, first = masked_prediction_loss(
-            self.encoder, self.predictor, clips, masks_ctx, masks_tgt, pixels, self.loss_exp, self.per_config_mask_tokens
+            self.encoder, self.predictor, clips, masks_ctx, masks_tgt, pixels, self.loss_exp, self.per_config_mask_tokens,
+            first_config,
         )
         return loss, {"feat_std": feature_std(first.detach())}
 

@@ -67,11 +67,14 @@ def masked_prediction_loss(
     targets: Tensor,
     loss_exp: float,
     per_config_mask_tokens: bool,
+    first_config: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Mean over mask configs of ``mean |predictor(encoder(context)) - targets[target idx]|^e / e``.
 
     The one masked-prediction loop shared by the latent (JEPA) and pixel objectives, so the two
     differ only in their targets. Returns the loss and the first config's context tokens.
+    `first_config` is the index of `masks_ctx[0]` among all configs (for per-config mask tokens
+    when the configs are run one call at a time).
     """
     if len(masks_ctx) != len(masks_tgt) or not masks_ctx:
         raise ValueError(
@@ -81,7 +84,7 @@ def masked_prediction_loss(
     for i, (ctx_idx, tgt_idx) in enumerate(zip(masks_ctx, masks_tgt)):
         z = encoder(clips, masks=ctx_idx)
         first = z if first is None else first
-        pred = predictor(z, ctx_idx, tgt_idx, mask_index=i if per_config_mask_tokens else 0)
+        pred = predictor(z, ctx_idx, tgt_idx, mask_index=first_config + i if per_config_mask_tokens else 0)
         target = gather_tokens(targets, tgt_idx)
         error = torch.abs(pred.to(target.dtype) - target)
         # x ** 1 is x: skipping the pow for L1 saves a pass and a saved tensor, same values.
@@ -142,13 +145,28 @@ class JEPA(nn.Module):
         h = self.target_encoder(clips)
         return F.layer_norm(h, h.shape[-1:])
 
+    @property
+    def regularised(self) -> bool:
+        """Whether the loss has terms beyond the per-config masked prediction."""
+        return bool(self.var_weight or self.cov_weight)
+
     def forward(
-        self, clips: Tensor, masks_ctx: Sequence[Tensor], masks_tgt: Sequence[Tensor]
+        self,
+        clips: Tensor,
+        masks_ctx: Sequence[Tensor],
+        masks_tgt: Sequence[Tensor],
+        targets: Optional[Tensor] = None,
+        first_config: int = 0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Loss averaged over mask configs, plus detached statistics for logging."""
-        h = self.targets(clips)
+        """Loss averaged over mask configs, plus detached statistics for logging.
+
+        `targets` (from `self.targets(clips)`) and `first_config` let the loop run the configs
+        one call at a time, each followed by its backward (jepa.train.loop).
+        """
+        h = self.targets(clips) if targets is None else targets
         loss, first = masked_prediction_loss(
-            self.encoder, self.predictor, clips, masks_ctx, masks_tgt, h, self.loss_exp, self.per_config_mask_tokens
+            self.encoder, self.predictor, clips, masks_ctx, masks_tgt, h, self.loss_exp, self.per_config_mask_tokens,
+            first_config,
         )
         stats = {"feat_std": feature_std(h.detach())}
         if self.var_weight or self.cov_weight:
