@@ -21,6 +21,7 @@ from jepa.models import (
     interpolate_pos_embed,
     list_models,
     register_model,
+    compile_blocks,
     run_blocks,
     sincos_3d,
 )
@@ -414,3 +415,26 @@ def test_drop_path_zeroes_whole_samples_and_keeps_the_mean() -> None:
     assert layer.eval()(x) is x
     with pytest.raises(ValueError):
         DropPath(1.0)
+
+
+def test_patch_embed_matmul_path_equals_the_convolution() -> None:
+    # The CUDA path (unfolded tubelets @ flattened Conv3d weight) must be the same function,
+    # including the dropped partial tubelet / patch at the edges.
+    embed = tiny_encoder().patch_embed
+    for shape in [(2, 3, 4, 32, 32), (1, 3, 5, 35, 41)]:
+        x = torch.randn(*shape)
+        conv = embed(x)
+        embed.matmul = True
+        torch.testing.assert_close(embed(x), conv, rtol=1e-5, atol=1e-5)
+        embed.matmul = None
+
+
+def test_compile_blocks_keeps_names_and_outputs() -> None:
+    enc, pred = tiny_encoder(), tiny_predictor()
+    x = torch.randn(2, 3, 4, 32, 32)
+    ctx_idx, tgt_idx = torch.arange(6).expand(2, -1), torch.arange(6, 16).expand(2, -1)
+    ref = pred(enc(x, masks=ctx_idx), ctx_idx, tgt_idx)
+    keys = list(enc.state_dict()) + list(pred.state_dict())
+    assert compile_blocks(enc) == 2 and compile_blocks(pred) == 2
+    assert list(enc.state_dict()) + list(pred.state_dict()) == keys  # checkpoints are unchanged
+    torch.testing.assert_close(pred(enc(x, masks=ctx_idx), ctx_idx, tgt_idx), ref, rtol=1e-4, atol=1e-4)

@@ -19,9 +19,12 @@ import sys
 import time
 
 import torch
+from torch import Tensor
+from torch.profiler import ProfilerActivity, profile
 
 from jepa.masks.multiblock import VJEPA2_DEFAULT, MaskSampler
 from jepa.masks.ops import gather_tokens
+from jepa.models.layers import compile_blocks
 from jepa.models.registry import create_encoder, create_predictor
 from jepa.train.build import param_groups
 from jepa.train.flops import step_flops
@@ -39,12 +42,23 @@ def parse() -> argparse.Namespace:
     p.add_argument("--pred-depth", type=int, default=6)
     p.add_argument("--pred-dim", type=int, default=192)
     p.add_argument("--pred-heads", type=int, default=6)
-    p.add_argument("--steps", type=int, default=6, help="timed steps after one warm-up step")
+    p.add_argument("--steps", type=int, default=6, help="timed steps after the warm-up steps")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (compile needs a few)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder and predictor blocks")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
+    p.add_argument("--patch-embed", default="auto", choices=["auto", "conv", "matmul"],
+                   help="tubelet embedding path (auto: matmul on CUDA, Conv3d elsewhere)")
+    p.add_argument("--sdpa", default="auto", choices=["auto", "flash", "cudnn", "efficient", "math"],
+                   help="on CUDA, the only attention kernel SDPA may use (auto: PyTorch's choice)")
+    p.add_argument("--mask-pool", type=int, default=0, metavar="K",
+                   help="cycle through K mask draws instead of a fresh draw per step: the steady state of a "
+                        "long run, where compiled graphs and cuDNN attention plans for the token counts exist")
+    p.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                   help="after timing, profile one step and print the ROWS most expensive ops")
     p.add_argument("--joint-backward", action="store_true",
                    help="one backward of the mean over mask configs (default: one per config, as the trainer)")
     return p.parse_args()
@@ -71,11 +85,14 @@ def main() -> None:
         img_size=a.img, num_frames=a.frames, embed_dim=enc.embed_dim, predictor_embed_dim=a.pred_dim,
         depth=a.pred_depth, num_heads=a.pred_heads, use_activation_checkpointing=a.checkpointing,
     )
+    if device.type == "cuda" and a.sdpa != "auto":
+        for name in ("flash", "cudnn", "efficient", "math"):
+            getattr(torch.backends.cuda, f"enable_{'mem_' * (name == 'efficient')}{name}_sdp")(name == a.sdpa)
+    if a.patch_embed != "auto":
+        enc.patch_embed.matmul = a.patch_embed == "matmul"
     model = JEPA(enc, pred, copy.deepcopy(enc)).to(device)
     if a.compile:
-        for blocks in (model.encoder.blocks, model.target_encoder.blocks, model.predictor.predictor_blocks):
-            for b in blocks:
-                b.compile()
+        compile_blocks(model, a.compile_mode)
     opt = torch.optim.AdamW(param_groups(model), lr=1e-4, weight_decay=0.04, foreach=True)
     grid = enc.grid_size(a.frames, a.img, a.img)
     sampler = MaskSampler(VJEPA2_DEFAULT, grid)
@@ -85,8 +102,10 @@ def main() -> None:
     phases = ["target_fwd", "context_fwd", "predictor_fwd", "backward", "optimizer", "ema"]
     times: dict[str, list[float]] = {k: [] for k in phases + ["step"]}
     gen = torch.Generator().manual_seed(0)
-    for it in range(a.steps + 1):
-        ctx_idx, tgt_idx = sampler(a.batch, gen)
+    pool = [sampler(a.batch, gen) for _ in range(a.mask_pool)]
+
+    def one_step(it: int) -> tuple[dict[str, float], float, list[Tensor], list[Tensor]]:
+        ctx_idx, tgt_idx = pool[it % len(pool)] if pool else sampler(a.batch, gen)
         ctx_idx = [c.to(device) for c in ctx_idx]
         tgt_idx = [t.to(device) for t in tgt_idx]
         tick: dict[str, float] = {k: 0.0 for k in phases}
@@ -122,11 +141,20 @@ def main() -> None:
         lap("optimizer")
         model.update_target(0.999)
         lap("ema")
-        step_time = time.perf_counter() - t_start
-        if it > 0:
+        return tick, time.perf_counter() - t_start, ctx_idx, tgt_idx
+
+    for it in range(a.warmup + a.steps):
+        tick, step_time, ctx_idx, tgt_idx = one_step(it)
+        if it >= a.warmup:
             for k in phases:
                 times[k].append(tick[k])
             times["step"].append(step_time)
+    if a.profile:
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=activities) as prof:
+            one_step(-1)
+        for sort in ["self_cpu_time_total"] + (["self_cuda_time_total"] if device.type == "cuda" else []):
+            print(prof.key_averages().table(sort_by=sort, row_limit=a.profile))
 
     med = {k: statistics.median(v) for k, v in times.items()}
     clips_per_s = a.batch / med["step"]

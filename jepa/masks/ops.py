@@ -14,7 +14,10 @@ from torch import Tensor
 def check_indices(idx: Tensor, n: int) -> None:
     """Raise ValueError unless `idx` is an integer (B, K) tensor with values in [0, n).
 
-    The value check syncs with the device, so it is skipped while torch.compile traces.
+    The value check reads the values on the host, so it runs for CPU tensors only: a GPU step
+    must not wait on a device-to-host copy (MaskSampler's indices are in range by construction,
+    and CUDA's gather still stops on an out-of-range index, with a device assert). It is also
+    skipped while torch.compile traces.
     """
     if not isinstance(idx, Tensor):
         raise ValueError(f"mask indices must be a torch.Tensor, got {type(idx).__name__}")
@@ -22,7 +25,7 @@ def check_indices(idx: Tensor, n: int) -> None:
         raise ValueError(f"mask indices must be an integer tensor, got dtype {idx.dtype}")
     if idx.ndim != 2:
         raise ValueError(f"mask indices must have shape (B, K), got {tuple(idx.shape)}")
-    if idx.numel() == 0 or torch.compiler.is_compiling() or idx.device.type == "meta":
+    if idx.numel() == 0 or torch.compiler.is_compiling() or idx.device.type != "cpu":
         return
     lo, hi = int(idx.min()), int(idx.max())
     if lo < 0 or hi >= n:

@@ -1,7 +1,16 @@
 """Models: ViT encoder, predictor, attentive pooler and the shared layers they are built from."""
 
 from jepa.models.attentive_pool import AttentivePooler
-from jepa.models.layers import Attention, Block, CrossAttention, CrossBlock, Mlp, PatchEmbed3D, run_blocks
+from jepa.models.layers import (
+    Attention,
+    Block,
+    CrossAttention,
+    CrossBlock,
+    Mlp,
+    PatchEmbed3D,
+    compile_blocks,
+    run_blocks,
+)
 from jepa.models.pos_embed import interpolate_pos_embed, sincos_3d
 from jepa.models.predictor import VisionTransformerPredictor
 from jepa.models.registry import VIT_SIZES, create_encoder, create_predictor, list_models, register_model
@@ -16,6 +25,7 @@ __all__ = [
     "CrossBlock",
     "Mlp",
     "PatchEmbed3D",
+    "compile_blocks",
     "RoPE3D",
     "VIT_SIZES",
     "VisionTransformer",

@@ -209,16 +209,47 @@ class CrossBlock(nn.Module):
 
 
 class PatchEmbed3D(nn.Module):
-    """Tubelet embedding: Conv3d with kernel = stride = (tubelet, patch, patch), tokens out in t-major order."""
+    """Tubelet embedding: Conv3d with kernel = stride = (tubelet, patch, patch), tokens out in t-major order.
+
+    The weights are a Conv3d's (released layout), but on CUDA the forward runs as one matmul
+    over the unfolded tubelets: the same sum, and cuDNN's bf16 Conv3d for this stride = kernel
+    case is far slower than a GEMM (docs/benchmarks.md). `matmul` forces either path (None:
+    matmul on CUDA, the convolution elsewhere, where oneDNN's is fast and the CPU loss curve
+    stays as pinned by tests/test_golden_loss.py).
+    """
 
     def __init__(self, in_chans: int, embed_dim: int, patch_size: int, tubelet_size: int) -> None:
         super().__init__()
         kernel = (tubelet_size, patch_size, patch_size)
         self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=kernel, stride=kernel)
+        self.matmul: Optional[bool] = None
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> (B, T' * H' * W', D)."""
+        if self.matmul or (self.matmul is None and x.is_cuda):
+            return self._forward_matmul(x)
         return self.proj(x).flatten(2).transpose(1, 2)
+
+    def _forward_matmul(self, x: Tensor) -> Tensor:
+        b, c, t, h, w = x.shape
+        kt, kh, kw = self.proj.kernel_size
+        gt, gh, gw = t // kt, h // kh, w // kw  # as the convolution: a partial tubelet is dropped
+        x = x[:, :, : gt * kt, : gh * kh, : gw * kw].reshape(b, c, gt, kt, gh, kh, gw, kw)
+        x = x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, gt * gh * gw, c * kt * kh * kw)
+        return F.linear(x, self.proj.weight.flatten(1), self.proj.bias)
+
+
+def compile_blocks(model: nn.Module, mode: Optional[str] = None) -> int:
+    """torch.compile every transformer block of `model` in place; returns how many.
+
+    Blocks rather than whole models: the token counts change with every mask draw, and a block
+    is one small graph that compiles once per (dynamic) shape and is shared by all blocks of a
+    width. `nn.Module.compile` keeps parameter names, so checkpoints are unchanged.
+    """
+    blocks = [m for m in model.modules() if isinstance(m, (Block, CrossBlock))]
+    for block in blocks:
+        block.compile(mode=mode)
+    return len(blocks)
 
 
 def run_blocks(blocks: Iterable[nn.Module], x: Tensor, checkpointing: bool = False, **kwargs: Any) -> Tensor:

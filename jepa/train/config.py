@@ -147,6 +147,9 @@ class TrainerConfig:
     # Shard weights, gradients and optimizer state over all processes (torch FSDP2, one unit
     # per transformer block) instead of replicating them (DDP): needed for ViT-g and larger.
     fsdp: bool = False
+    # torch.compile each transformer block (jepa.models.layers.compile_blocks): on a GPU with
+    # bf16 the step runs about 1.4x faster (docs/benchmarks.md); the first steps pay the compile.
+    compile: bool = False
 
 
 @dataclass

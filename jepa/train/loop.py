@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from jepa.data.transforms import normalize_clip
 from jepa.masks.collate import batch_seed
 from jepa.masks.multiblock import MaskSampler
+from jepa.models.layers import compile_blocks
 from jepa.train import build, fsdp
 from jepa.train.config import validate_config
 from jepa.train.checkpoint import (
@@ -152,6 +153,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if accelerator.is_main_process:
             log.info("initialised from %s (fresh optimizer, step 0)", source)
 
+    if t.compile:
+        n_compiled = compile_blocks(model)
+        if accelerator.is_main_process:
+            log.info("compiling %d transformer blocks (torch.compile)", n_compiled)
     if t.fsdp:
         # Shard before the optimizer is built: FSDP replaces the parameters with sharded ones.
         model = fsdp.shard_jepa(model, accelerator.device, t.mixed_precision)
