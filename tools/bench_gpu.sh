@@ -9,11 +9,10 @@ nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"
 python3 tools/check_gpu.py 2>&1 | tee "$out/check_gpu.txt"
 L="--device cuda --model vit_large --img 256 --frames 16 --pred-depth 12 --pred-dim 384 --pred-heads 12 --dtype bf16"
-for b in ${BATCHES:-8 16 32}; do
-  python3 tools/bench_step.py $L --batch "$b" --steps 5 --warmup 2 2>&1 | tee -a "$out/step_eager.txt"
-done
-for b in ${COMPILE_BATCHES:-16 32}; do
-  python3 tools/bench_step.py $L --batch "$b" --steps 5 --warmup 4 --compile 2>&1 | tee -a "$out/step_compile.txt"
-done
-python3 tools/bench_step.py $L --batch 32 --steps 5 --warmup 2 --checkpointing 2>&1 | tee -a "$out/step_ckpt.txt"
-grep -h -E "^(config|clips/s|ms per|peak|model FLOPs|MFU)" "$out"/step_*.txt
+run() { python3 tools/bench_step.py $L "$@" 2>&1 | tee -a "$out/bench_step.txt"; }
+run --batch 32 --warmup 2 --steps 5                                # eager
+run --batch 32 --warmup 2 --steps 5 --checkpointing                # memory-bound sizes
+run --batch 64 --warmup 4 --steps 5 --compile                      # cold: new token counts every step
+run --batch 64 --warmup 4 --steps 5 --compile --sdpa flash         # cold, no cuDNN attention plans
+run --batch 64 --warmup 4 --steps 5 --compile --mask-pool 2        # steady state of a long run
+grep -h -E "^(command|clips/s|ms per|peak|MFU)" "$out/bench_step.txt"
