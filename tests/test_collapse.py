@@ -11,6 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from jepa.masks.multiblock import MaskSampler
+from jepa.models.rope import index_to_position
 from jepa.train import build
 from jepa.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from jepa.train.config import register_configs
@@ -125,3 +126,28 @@ def test_jepa_adds_the_terms_only_when_weighted() -> None:
     torch.testing.assert_close(loss_w, expected)
     with pytest.raises(ValueError):
         JEPA(plain.encoder, plain.predictor, plain.target_encoder, var_weight=-1.0)
+
+
+def test_multi_layer_targets_average_the_last_blocks() -> None:
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + ["optim.target_layers=3"])
+    torch.manual_seed(0)
+    model = build.build_model(cfg)
+    assert model.target_layers == 3
+    clips = torch.randn(2, 3, 4, 32, 32)
+    enc = model.target_encoder
+    with torch.no_grad():  # the same average, computed block by block by hand
+        x = enc.patch_embed(clips)
+        pos = index_to_position(torch.arange(x.shape[1]).expand(2, -1), enc.grid_size(4, 32, 32))
+        outs = []
+        for block in enc.blocks:
+            x = block(x, pos=pos)
+            outs.append(torch.nn.functional.layer_norm(x, x.shape[-1:]))
+        mean = torch.stack(outs[-3:]).mean(0)
+        expected = torch.nn.functional.layer_norm(mean, mean.shape[-1:])
+    torch.testing.assert_close(model.targets(clips), expected, rtol=1e-5, atol=1e-5)
+    assert all(not block._forward_hooks for block in enc.blocks)  # hooks do not outlive the call
+    one = JEPA(model.encoder, model.predictor, enc)
+    h = enc(clips)
+    torch.testing.assert_close(one.targets(clips), torch.nn.functional.layer_norm(h, h.shape[-1:]))
+    with pytest.raises(ValueError, match="target_layers"):
+        JEPA(model.encoder, model.predictor, enc, target_layers=len(enc.blocks) + 1)

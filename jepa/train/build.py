@@ -75,6 +75,7 @@ def build_jepa(cfg: Any) -> JEPA:
         per_config_mask_tokens=cfg.model.per_config_mask_tokens,
         var_weight=cfg.optim.var_weight,
         cov_weight=cfg.optim.cov_weight,
+        target_layers=cfg.optim.target_layers,
     )
 
 

@@ -117,6 +117,9 @@ class OptimConfig:
     # variance_covariance); 0 = the released recipe.
     var_weight: float = 0.0
     cov_weight: float = 0.0
+    # Target = mean of the last k target-encoder blocks' outputs, each layer-normed (data2vec's
+    # top-k average); 1 = the released target, the final (normed) output.
+    target_layers: int = 1
 
 
 @dataclass

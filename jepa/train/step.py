@@ -114,7 +114,8 @@ class JEPA(nn.Module):
     """Context encoder + predictor trained against a frozen EMA copy of the encoder.
 
     `var_weight` / `cov_weight` > 0 add the `variance_covariance` terms of the context tokens
-    (off in the released recipe).
+    (off in the released recipe). `target_layers` = k > 1 regresses the mean of the last k
+    target blocks (each layer-normed) instead of the final output, as data2vec does.
     """
 
     def __init__(
@@ -126,10 +127,16 @@ class JEPA(nn.Module):
         per_config_mask_tokens: bool = False,
         var_weight: float = 0.0,
         cov_weight: float = 0.0,
+        target_layers: int = 1,
     ) -> None:
         super().__init__()
         if var_weight < 0 or cov_weight < 0:
             raise ValueError(f"var_weight and cov_weight must be >= 0, got {var_weight}, {cov_weight}")
+        if not 1 <= target_layers <= len(target_encoder.blocks):
+            raise ValueError(
+                f"target_layers must be in [1, {len(target_encoder.blocks)}] (the encoder's blocks), got {target_layers}"
+            )
+        self.target_layers = target_layers
         self.encoder = encoder
         self.predictor = predictor
         self.target_encoder = target_encoder
@@ -142,7 +149,20 @@ class JEPA(nn.Module):
     @torch.no_grad()
     def targets(self, clips: Tensor) -> Tensor:
         """Layer-normed target-encoder features of the whole clip (no affine, as released)."""
-        h = self.target_encoder(clips)
+        if self.target_layers == 1:
+            h = self.target_encoder(clips)
+            return F.layer_norm(h, h.shape[-1:])
+        outputs: list[Tensor] = []
+        hooks = [
+            block.register_forward_hook(lambda _m, _i, out: outputs.append(F.layer_norm(out, out.shape[-1:])))
+            for block in self.target_encoder.blocks[-self.target_layers :]
+        ]
+        try:
+            self.target_encoder(clips)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        h = torch.stack(outputs).mean(0)
         return F.layer_norm(h, h.shape[-1:])
 
     @property
