@@ -102,6 +102,8 @@ def test_pixel_run_trains_saves_resumes_and_loads(tmp_path: Path, caplog: pytest
     records = read_metrics(run)
     assert [r["step"] for r in records] == [0, 1, 2] and math.isfinite(summary["last_loss"])
     assert all(r["feat_std"] > 0 for r in records)
+    # No teacher, so no EMA momentum in the metrics (bench_learning reads it as the teacher's).
+    assert not any("ema" in r for r in records)
     weights, state, _ = load_checkpoint(find_latest(run))
     assert set(weights) == {"encoder", "predictor"} and state["step"] == 3
     more = compose_cfg(tiny(run, tmp_path / "cache", 4, "pixel_demo"))

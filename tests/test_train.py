@@ -77,6 +77,7 @@ def test_cli_tiny_run(tmp_path: Path, cache: Path) -> None:
     records = read_metrics(run_dir)
     assert [r["step"] for r in records] == [0, 1, 2, 3]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    assert all(0.0 < r["ema"] <= 1.0 for r in records)  # the teacher's momentum is logged
     assert find_latest(run_dir).name == "step_00000004"
     assert (run_dir / "config.yaml").is_file()
     assert list((run_dir / "tb").rglob("events.out.tfevents.*")), "TensorBoard event file missing"

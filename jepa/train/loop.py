@@ -198,6 +198,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.manual_seed(cfg.seed + rank)
 
     lr_s, wd_s, ema_s = _schedules(cfg)
+    # Only an objective with an EMA teacher logs its momentum (the pixel baseline has none).
+    has_teacher = hasattr(core, "target_encoder")
     collapse = CollapseMonitor(t.collapse_threshold)
     metrics = JsonlMetrics(run_dir, resume_step=start_step) if accelerator.is_main_process else None
     if t.tensorboard:
@@ -321,12 +323,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "loss": loss_value,
                 "lr": lr,
                 "wd": wd,
-                "ema": momentum,
                 "feat_std": accelerator.reduce(feat_std, reduction="mean").item(),
                 "clips_per_s": per_step / dt,
                 "data_wait": data_wait / dt,
                 "skipped": skipped,
             }
+            if has_teacher:
+                record["ema"] = momentum
             if grad_norm is not None:
                 record["grad_norm"] = float(grad_norm)
             if accelerator.is_main_process:
