@@ -125,6 +125,7 @@ def test_presets_are_the_released_recipe() -> None:
         (dict(max_keep=0), "max_keep"),
         (dict(max_keep=4, min_keep=8), "max_keep"),
         (dict(full_complement="yes"), "full_complement"),
+        (dict(context_window="last"), "context_window"),
     ],
 )
 def test_bad_config_raises(kwargs: dict, message: str) -> None:
@@ -282,6 +283,26 @@ def test_full_complement_predicts_every_unseen_token() -> None:
     assert ctx.shape[1] + tgt.shape[1] == n
     full = torch.sort(torch.cat([ctx, tgt], dim=1), dim=1).values
     assert torch.equal(full, torch.arange(n).expand(12, -1))
+
+
+def test_random_context_window_lies_anywhere_and_spans_its_slices() -> None:
+    """context_window="random": each sample's context sits in one window of the allowed length,
+    the window's start is spread over the whole clip, and the target is everything else."""
+    T, H, W = GRID_16F_256
+    cfg = MaskConfig(spatial_scale=0.15, num_blocks=8, max_temporal_keep=0.25, full_complement=True, context_window="random")
+    ctx, tgt = MultiBlockMaskGenerator(cfg, GRID_16F_256)(64, gen(11))
+    check_batch(ctx, tgt, GRID_16F_256, 64)
+    slices = ctx // (H * W)
+    first, last = slices.min(dim=1).values, slices.max(dim=1).values
+    assert bool((last - first < 2).all())
+    assert set(first.tolist()) == set(range(T - 1))
+    assert ctx.shape[1] + tgt.shape[1] == T * H * W
+
+
+def test_first_context_window_keeps_the_context_at_the_start() -> None:
+    cfg = MaskConfig(spatial_scale=0.15, num_blocks=8, max_temporal_keep=0.5, context_window="first")
+    ctx, _ = MultiBlockMaskGenerator(cfg, GRID_SMALL)(16, gen(13))
+    assert bool((ctx // (GRID_SMALL[1] * GRID_SMALL[2]) < GRID_SMALL[0] // 2).all())
 
 
 def test_min_keep_is_honoured_and_impossible_requests_raise() -> None:

@@ -81,6 +81,10 @@ class MaskConfig:
             until it does (the release uses 1: "non-empty").
         full_complement: when True the target is every token not in the (cut) context, so no
             token is dropped by the batch-length cut; the target then has N - K_ctx tokens.
+        context_window: where the ``max_temporal_keep`` frames the context may use lie: "first"
+            (the start of the clip, as released: the target is the future) or "random" (a
+            window at a uniform random slice per sample: the target is past and future, so the
+            context must carry which way and how fast things move, not only where they are).
     """
 
     spatial_scale: tuple[float, float]
@@ -91,6 +95,7 @@ class MaskConfig:
     max_keep: Optional[int] = None
     min_keep: int = 1
     full_complement: bool = False
+    context_window: str = "first"
 
     def __post_init__(self) -> None:
         spatial = _as_range(self.spatial_scale, "spatial_scale")
@@ -116,6 +121,8 @@ class MaskConfig:
                 )
         if not isinstance(self.full_complement, bool):
             raise ValueError(f"full_complement must be a bool, got {self.full_complement!r}")
+        if self.context_window not in ("first", "random"):
+            raise ValueError(f"context_window must be 'first' or 'random', got {self.context_window!r}")
         object.__setattr__(self, "spatial_scale", spatial)
         object.__setattr__(self, "temporal_scale", temporal)
         object.__setattr__(self, "aspect_ratio", aspect)
@@ -247,11 +254,16 @@ class MultiBlockMaskGenerator:
     def _target_masks(self, batch_size: int, size: Grid, generator: torch.Generator) -> torch.Tensor:
         """(B, N) bool target masks whose context (complement in the kept frames) is big enough."""
         T, H, W = self.grid
-        frames_out = torch.arange(T) >= self.context_frames
+        if self.cfg.context_window == "random":
+            first = torch.randint(0, T - self.context_frames + 1, (batch_size, 1), generator=generator)
+        else:
+            first = torch.zeros(batch_size, 1, dtype=torch.long)
+        ar_t = torch.arange(T)
+        frames_out = (ar_t < first) | (ar_t >= first + self.context_frames)
         target = torch.empty(batch_size, T, H, W, dtype=torch.bool)
         todo = torch.arange(batch_size)
         for _ in range(MAX_RESAMPLE_ROUNDS):
-            union = self._union(len(todo), size, generator) | frames_out[None, :, None, None]
+            union = self._union(len(todo), size, generator) | frames_out[todo, :, None, None]
             ok = (~union).flatten(1).sum(dim=1) >= self.cfg.min_keep
             target[todo[ok]] = union[ok]
             todo = todo[~ok]

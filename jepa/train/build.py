@@ -112,6 +112,7 @@ def mask_specs(cfg: Any) -> list[MaskSpec]:
             max_keep=c.max_keep,
             min_keep=c.min_keep,
             full_complement=c.full_complement,
+            context_window=c.context_window,
         )
         for c in cfg.mask.configs
     ]

@@ -92,6 +92,9 @@ class MaskBlockConfig:
     # True: the target is every token outside the context, so the batch-length cut drops none
     # (jepa.masks.multiblock.MaskConfig).
     full_complement: bool = False
+    # "first" (released): the context may use the first max_temporal_keep of the clip; "random":
+    # that window sits at a random slice per sample, so the target is past and future.
+    context_window: str = "first"
 
 
 @dataclass
