@@ -207,3 +207,33 @@ def test_backward_per_mask_gives_the_same_run(tmp_path: Path, cache: Path, extra
         assert losses[0] == pytest.approx(losses[1], rel=1e-6)
         for key, x, y in pairs:
             torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_predictor_lr_scale_groups_and_run(tmp_path: Path, cache: Path) -> None:
+    """optim.predictor_lr_scale gives the predictor groups of its own (decay split kept); one
+    step with it leaves the encoder exactly as the released recipe does and moves the predictor
+    further from the same start."""
+    from jepa.export.load import load_models
+
+    model = build.build_model(compose_cfg(tiny_overrides(tmp_path / "unused", cache)))
+    groups = build.param_groups(model, 4.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for g in groups:
+        owners = {names[id(p)].split(".")[0] for p in g["params"]}
+        assert owners == ({"predictor"} if g["lr_scale"] == 4.0 else owners - {"predictor"}), owners
+        assert g["apply_wd"] == ("weight_decay" not in g)
+    assert len(build.param_groups(model)) == 2 and len(groups) == 4
+    with pytest.raises(ValueError, match="predictor_lr_scale"):
+        build.param_groups(model, 0.0)
+
+    deltas = {}
+    for scale in (1.0, 4.0):
+        run = tmp_path / f"scale_{scale}"
+        train(compose_cfg(tiny_overrides(run, cache, steps=1) + [f"optim.predictor_lr_scale={scale}"]))
+        deltas[scale] = load_models(run)
+    for (key, x), y in zip(deltas[1.0].encoder.state_dict().items(), deltas[4.0].encoder.state_dict().values()):
+        assert torch.equal(x, y), key
+    # Decayed matrices move by lr * (Adam step + weight decay) however small their gradient
+    # (unused mask tokens get neither).
+    pairs = zip(deltas[1.0].predictor.named_parameters(), deltas[4.0].predictor.parameters())
+    assert all(not torch.equal(x, y) for (name, x), y in pairs if x.ndim >= 2 and "mask_token" not in name)

@@ -203,19 +203,22 @@ def build_loader(
     )
 
 
-def param_groups(model: nn.Module) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, predictor_lr_scale: float = 1.0) -> list[dict[str, Any]]:
     """AdamW groups: no weight decay on biases, norms, mask tokens and position tables (all 1-D
     or token-shaped parameters), as the issue asks; ``apply_wd`` marks the decayed group so the
-    weight-decay schedule can update it."""
-    decay, no_decay = [], []
+    weight-decay schedule can update it, ``lr_scale`` multiplies the scheduled lr. With a
+    predictor lr scale other than 1 the predictor's parameters get groups of their own."""
+    if not predictor_lr_scale > 0:
+        raise ValueError(f"optim.predictor_lr_scale must be > 0, got {predictor_lr_scale!r}")
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or "mask_token" in name or "pos_embed" in name:
-            no_decay.append(p)
-        else:
-            decay.append(p)
+        decay = not (p.ndim <= 1 or "mask_token" in name or "pos_embed" in name)
+        scale = predictor_lr_scale if "predictor" in name.split(".") else 1.0
+        groups.setdefault((decay, scale), []).append(p)
+    order = sorted(groups, key=lambda k: (k[1] != 1.0, not k[0]))
     return [
-        {"params": decay, "apply_wd": True},
-        {"params": no_decay, "apply_wd": False, "weight_decay": 0.0},
+        {"params": groups[k], "apply_wd": k[0], "lr_scale": k[1], **({} if k[0] else {"weight_decay": 0.0})}
+        for k in order
     ]

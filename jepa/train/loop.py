@@ -161,7 +161,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # Shard before the optimizer is built: FSDP replaces the parameters with sharded ones.
         model = fsdp.shard_jepa(model, accelerator.device, t.mixed_precision)
     optimizer = torch.optim.AdamW(
-        build.param_groups(model),
+        build.param_groups(model, cfg.optim.predictor_lr_scale),
         lr=cfg.optim.start_lr,
         betas=tuple(cfg.optim.betas),
         eps=cfg.optim.eps,
@@ -257,7 +257,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             t0 = time.perf_counter()
             lr, wd, momentum = lr_s(step), wd_s(step), ema_s(step)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
                 if group.get("apply_wd", False):
                     group["weight_decay"] = wd
             data_wait = 0.0
