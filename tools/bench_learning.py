@@ -9,6 +9,7 @@ factor on (a) a random-init encoder, (b) the pixel baseline, (c) JEPA, and print
     python tools/bench_learning.py                              # the documented run
     python tools/bench_learning.py --steps 100 --videos 96      # a quick smoke run
     python tools/bench_learning.py --set model.pred_depth=4     # a recipe change, both methods
+    python tools/bench_learning.py --pretrain-videos 3072 --steps 900   # unlabelled pretraining set
 
 Budgets are in steps (same steps and batch for both methods), not wall clock: on a shared
 machine seconds are noise. A rerun with the same --work resumes or reuses finished runs.
@@ -65,6 +66,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=300, help="pretraining steps, both methods")
     p.add_argument("--seed", type=int, default=0, help="seeds data generation, pretraining, random init and probes")
     p.add_argument("--videos", type=int, default=768, help="generated videos (75%% train, 25%% val)")
+    p.add_argument(
+        "--pretrain-videos", type=int, default=0,
+        help="pretrain on this many separate unlabelled videos (generated with seed+1) instead of the probe's train split",
+    )
     p.add_argument("--work", default="runs/bench_learning", help="run directories and the dataset cache")
     p.add_argument("--out", default="docs/benchmarks.md", help="markdown file whose bench_learning section is replaced")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -196,7 +201,9 @@ def render(
         "## Learning quality (tools/bench_learning.py)",
         "",
         f"Command: `{command}`  ",
-        f"Seed {args.seed}; {args.videos} generated videos, pretraining on the train split (75 %), probes trained "
+        f"Seed {args.seed}; {args.videos} generated videos, pretraining on "
+        + (f"{args.pretrain_videos} other unlabelled videos (seed {args.seed + 1})" if args.pretrain_videos else "the train split (75 %)")
+        + ", probes trained "
         f"on train and scored on val (25 %); {args.steps} pretraining steps per method, same batch, masks and "
         f"schedule; attentive probe with {args.probe_depth} self-attention blocks + the cross-attention block, "
         f"{args.probe_epochs} epochs, lr {args.probe_lr:g}; k-NN k={args.knn_k} on mean-pooled tokens.  ",
@@ -276,6 +283,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f: chance_accuracy(torch.tensor([factors[f"{k}:{f}"] for k in val_keys]), data["num_classes"][f]) for f in FACTORS
     }
 
+    pretrain_manifest = root / "class_train.csv"
+    if args.pretrain_videos:
+        unlabelled = ensure_synthetic_dataset(
+            work / "pretrain_data", num_videos=args.pretrain_videos, num_frames=s.num_frames, size=s.size, fps=s.fps,
+            seed=args.seed + 1,
+        )
+        pretrain_manifest = unlabelled.parent / "class_all.csv"
     emb = feature_config(base)
     results: dict[str, dict[str, dict[str, float]]] = {}
     pre: dict[str, dict[str, float]] = {}
@@ -285,7 +299,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             encoder = build_encoder(base.model)
         else:
             method = "jepa" if name == "jepa_student" else name
-            run_dir, _, stats = pretrain(method, args, root / "class_train.csv")  # resumes if already run
+            run_dir, _, stats = pretrain(method, args, pretrain_manifest)  # resumes if already run
             pre.setdefault(method, stats)
             encoder = load_encoder(run_dir, which="encoder" if name == "jepa_student" else "target_encoder")
         results[name] = evaluate(name, encoder, emb, data, args)
