@@ -226,14 +226,14 @@ def test_predictor_lr_scale_groups_and_run(tmp_path: Path, cache: Path) -> None:
     with pytest.raises(ValueError, match="predictor_lr_scale"):
         build.param_groups(model, 0.0)
 
-    deltas = {}
+    models = {}
     for scale in (1.0, 4.0):
         run = tmp_path / f"scale_{scale}"
         train(compose_cfg(tiny_overrides(run, cache, steps=1) + [f"optim.predictor_lr_scale={scale}"]))
-        deltas[scale] = load_models(run)
-    for (key, x), y in zip(deltas[1.0].encoder.state_dict().items(), deltas[4.0].encoder.state_dict().values()):
+        models[scale] = load_models(run)
+    for (key, x), y in zip(models[1.0].encoder.state_dict().items(), models[4.0].encoder.state_dict().values()):
         assert torch.equal(x, y), key
     # Decayed matrices move by lr * (Adam step + weight decay) however small their gradient
     # (unused mask tokens get neither).
-    pairs = zip(deltas[1.0].predictor.named_parameters(), deltas[4.0].predictor.parameters())
+    pairs = zip(models[1.0].predictor.named_parameters(), models[4.0].predictor.parameters())
     assert all(not torch.equal(x, y) for (name, x), y in pairs if x.ndim >= 2 and "mask_token" not in name)

@@ -196,14 +196,15 @@ def render(
 ) -> str:
     cols = list(FACTORS)
     chance_motion = sum(chance[f] for f in MOTION) / len(MOTION)
+    pretrain_on = (
+        f"{args.pretrain_videos} other unlabelled videos (seed {args.seed + 1})" if args.pretrain_videos else "the train split (75 %)"
+    )
     lines = [
         START,
         "## Learning quality (tools/bench_learning.py)",
         "",
         f"Command: `{command}`  ",
-        f"Seed {args.seed}; {args.videos} generated videos, pretraining on "
-        + (f"{args.pretrain_videos} other unlabelled videos (seed {args.seed + 1})" if args.pretrain_videos else "the train split (75 %)")
-        + ", probes trained "
+        f"Seed {args.seed}; {args.videos} generated videos, pretraining on {pretrain_on}, probes trained "
         f"on train and scored on val (25 %); {args.steps} pretraining steps per method, same batch, masks and "
         f"schedule; attentive probe with {args.probe_depth} self-attention blocks + the cross-attention block, "
         f"{args.probe_epochs} epochs, lr {args.probe_lr:g}; k-NN k={args.knn_k} on mean-pooled tokens.  ",
