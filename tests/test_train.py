@@ -237,3 +237,18 @@ def test_predictor_lr_scale_groups_and_run(tmp_path: Path, cache: Path) -> None:
     # (unused mask tokens get neither).
     pairs = zip(models[1.0].predictor.named_parameters(), models[4.0].predictor.parameters())
     assert all(not torch.equal(x, y) for (name, x), y in pairs if x.ndim >= 2 and "mask_token" not in name)
+
+
+def test_resume_with_other_predictor_lr_scale_is_refused(tmp_path: Path, cache: Path) -> None:
+    """Resuming with another predictor lr scale names the option, for a changed group count
+    (1 -> 3) and for a changed scale alone (3 -> 5, which torch would load silently); the
+    checkpoint is left as it was."""
+    run = tmp_path / "run"
+    train(compose_cfg(tiny_overrides(run, cache, steps=1) + ["optim.predictor_lr_scale=3"]))
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file())
+    for scale in (1, 5):
+        cfg = compose_cfg(tiny_overrides(run, cache, steps=2) + [f"optim.predictor_lr_scale={scale}"])
+        with pytest.raises(ValueError, match="predictor_lr_scale it was trained"):
+            train(cfg)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()) == before
+    train(compose_cfg(tiny_overrides(run, cache, steps=2) + ["optim.predictor_lr_scale=3"]))

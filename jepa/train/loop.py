@@ -127,9 +127,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     accelerator = make_accelerator(cfg)
     rank, world = accelerator.process_index, accelerator.num_processes
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config_yaml)
 
     torch.manual_seed(cfg.seed)
     model = build.build_model(cfg)
@@ -168,7 +165,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         weight_decay=cfg.optim.weight_decay,
     )
     if state is not None:
+        build.check_resumable_groups(state["optimizer"], optimizer)
         fsdp.load_optimizer_state(model, optimizer, state["optimizer"])
+    # Written once the checkpoint (if any) has been found to fit, so a refused resume leaves the
+    # run's config as it was.
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config_yaml)
     if t.fsdp:
         core = model
     else:
