@@ -183,6 +183,8 @@ def test_every_experiment_composes_and_builds_on_meta(experiment: str) -> None:
         (["mask=vjepa2", "model.per_config_mask_tokens=true"], True),
         # Three configs, or gradient accumulation: sums of more than two terms regroup.
         (["trainer.grad_accum=2", "model.per_config_mask_tokens=true"], False),
+        # The variance/covariance terms ride on config 0's call, weighted by the config count.
+        (["optim.var_weight=1", "optim.cov_weight=0.04"], False),
     ],
 )
 def test_backward_per_mask_gives_the_same_run(tmp_path: Path, cache: Path, extra: list[str], exact: bool) -> None:

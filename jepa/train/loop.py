@@ -183,7 +183,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     masks = StepMasks(MaskSampler(build.mask_specs(cfg), build.token_grid(cfg)), cfg.seed, rank, world)
     # Not under FSDP: running the target encoder before the root module's first forward breaks
     # FSDP2's lazy initialisation (activation checkpointing is the memory lever there).
-    per_mask = t.backward_per_mask and len(cfg.mask.configs) > 1 and not core.regularised and not t.fsdp
+    per_mask = t.backward_per_mask and len(cfg.mask.configs) > 1 and not t.fsdp
 
     def grad_sync(sync: bool) -> Any:
         """Gradients are reduced across ranks only in the last backward of a step."""
@@ -283,7 +283,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                     config_losses = []
                     for i in range(n):
                         with grad_sync(last_micro and i == n - 1), accelerator.autocast():
-                            loss_i, stats_i = model(clips, masks_ctx[i : i + 1], masks_tgt[i : i + 1], targets, i)
+                            loss_i, stats_i = model(clips, masks_ctx[i : i + 1], masks_tgt[i : i + 1], targets, i, n)
                             accelerator.backward(loss_i / n / t.grad_accum)
                         config_losses.append(loss_i.detach())
                         stats = stats_i if i == 0 else stats

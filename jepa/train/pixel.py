@@ -75,8 +75,6 @@ class PixelMAE(nn.Module):
         self.per_config_mask_tokens = per_config_mask_tokens
         self.normalize_targets = normalize_targets
 
-    regularised = False
-
     @torch.no_grad()
     def targets(self, clips: Tensor) -> Tensor:
         """Per-tubelet (normalised) pixels of the whole clip."""
@@ -89,8 +87,13 @@ class PixelMAE(nn.Module):
         masks_tgt: Sequence[Tensor],
         targets: Optional[Tensor] = None,
         first_config: int = 0,
+        num_configs: int = 0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Loss averaged over mask configs; `feat_std` is measured on the context tokens (no extra pass)."""
+        """Loss averaged over mask configs; `feat_std` is measured on the context tokens (no extra pass).
+
+        `num_configs` is taken so the loop calls objectives alike; with no terms beyond the
+        per-config losses there is nothing to weight by it.
+        """
         pixels = self.targets(clips) if targets is None else targets
         loss, first = masked_prediction_loss(
             self.encoder, self.predictor, clips, masks_ctx, masks_tgt, pixels, self.loss_exp, self.per_config_mask_tokens,

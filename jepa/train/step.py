@@ -165,11 +165,6 @@ class JEPA(nn.Module):
         h = torch.stack(outputs).mean(0)
         return F.layer_norm(h, h.shape[-1:])
 
-    @property
-    def regularised(self) -> bool:
-        """Whether the loss has terms beyond the per-config masked prediction."""
-        return bool(self.var_weight or self.cov_weight)
-
     def forward(
         self,
         clips: Tensor,
@@ -177,11 +172,14 @@ class JEPA(nn.Module):
         masks_tgt: Sequence[Tensor],
         targets: Optional[Tensor] = None,
         first_config: int = 0,
+        num_configs: int = 0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss averaged over mask configs, plus detached statistics for logging.
 
-        `targets` (from `self.targets(clips)`) and `first_config` let the loop run the configs
-        one call at a time, each followed by its backward (jepa.train.loop).
+        `targets` (from `self.targets(clips)`), `first_config` and `num_configs` (the step's
+        configs, 0 = those given) let the loop run the configs one call at a time, each followed
+        by its backward (jepa.train.loop): the variance/covariance terms then ride on the call
+        holding config 0, weighted so the step's gradient is the one of a single call.
         """
         h = self.targets(clips) if targets is None else targets
         loss, first = masked_prediction_loss(
@@ -189,9 +187,10 @@ class JEPA(nn.Module):
             first_config,
         )
         stats = {"feat_std": feature_std(h.detach())}
-        if self.var_weight or self.cov_weight:
+        if (self.var_weight or self.cov_weight) and first_config == 0:
             var, cov = variance_covariance(first)
-            loss = loss + self.var_weight * var + self.cov_weight * cov
+            share = (num_configs or len(masks_ctx)) / len(masks_ctx)
+            loss = loss + share * (self.var_weight * var + self.cov_weight * cov)
             stats.update(var_loss=var.detach(), cov_loss=cov.detach())
         return loss, stats
 
