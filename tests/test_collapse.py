@@ -113,7 +113,7 @@ def test_variance_covariance_terms_penalise_alike_tokens_not_diverse_ones() -> N
 
 
 def test_jepa_adds_the_terms_only_when_weighted() -> None:
-    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1))
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + ["optim.var_weight=0", "optim.cov_weight=0"])
     torch.manual_seed(0)
     plain = build.build_model(cfg)
     clips = torch.randn(4, 3, 4, 32, 32)

@@ -89,6 +89,13 @@ def test_pixel_objective_fits_a_fixed_batch() -> None:
     assert all(p.grad is not None for p in model.encoder.parameters())
 
 
+def test_pixel_objective_refuses_the_jepa_terms() -> None:
+    """The demo's variance/covariance terms would be silently dropped by objective=pixel."""
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1, "pixel_demo") + ["optim.var_weight=1"])
+    with pytest.raises(ValueError, match="objective=pixel has none"):
+        build.build_model(cfg)
+
+
 def test_objective_must_be_known() -> None:
     cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1, "demo") + ["objective=mae"])
     with pytest.raises(ValueError, match="objective must be one of"):

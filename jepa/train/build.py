@@ -82,6 +82,11 @@ def build_jepa(cfg: Any) -> JEPA:
 
 def build_pixel(cfg: Any) -> PixelMAE:
     """The pixel-target baseline: same encoder and predictor body, output sized to a tubelet's pixels."""
+    if cfg.optim.var_weight or cfg.optim.cov_weight:
+        raise ValueError(
+            "optim.var_weight / optim.cov_weight are JEPA terms (against a collapsing teacher); "
+            f"objective=pixel has none, got {cfg.optim.var_weight}, {cfg.optim.cov_weight}: set them to 0"
+        )
     encoder = build_encoder(cfg.model)
     out_dim = encoder.in_chans * encoder.tubelet_size * encoder.patch_size**2
     predictor = PixelPredictor(out_dim, **predictor_kwargs(cfg.model, encoder))

@@ -265,7 +265,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                     group["weight_decay"] = wd
             data_wait = 0.0
             total_loss = torch.zeros((), device=device)
-            feat_std = torch.zeros((), device=device)
+            # The objective's statistics (feat_std; var_loss / cov_loss when those terms are on).
+            stat_sums: dict[str, torch.Tensor] = {}
             for micro in range(t.grad_accum):
                 td = time.perf_counter()
                 batch = next(batches)
@@ -293,7 +294,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                         loss, stats = model(clips, masks_ctx, masks_tgt)
                         accelerator.backward(loss / t.grad_accum)
                 total_loss += loss.detach() / t.grad_accum
-                feat_std += stats["feat_std"] / t.grad_accum
+                for key, value in stats.items():
+                    stat_sums[key] = stat_sums.get(key, 0.0) + value / t.grad_accum
             mean_loss = accelerator.reduce(total_loss, reduction="mean")
             grad_norm = None
             if cfg.optim.clip_grad:
@@ -326,10 +328,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "loss": loss_value,
                 "lr": lr,
                 "wd": wd,
-                "feat_std": accelerator.reduce(feat_std, reduction="mean").item(),
                 "clips_per_s": per_step / dt,
                 "data_wait": data_wait / dt,
                 "skipped": skipped,
+                **{key: accelerator.reduce(value, reduction="mean").item() for key, value in sorted(stat_sums.items())},
             }
             if has_teacher:
                 record["ema"] = momentum
