@@ -49,6 +49,10 @@ def run_overrides(run_dir: Path, cache: Path, batch: int, *extra: str) -> list[s
         "optim.clip_grad=1.0",  # active: the first steps' gradient norms are above it
         "trainer.cpu=true",
         "trainer.tensorboard=false",
+        # The demo's variance/covariance terms are statistics of each rank's micro-batch (like
+        # unsynchronised BatchNorm), so with them on, 2 x batch 2 is not 1 x batch 4.
+        "optim.var_weight=0",
+        "optim.cov_weight=0",
         *extra,
     ]
 
