@@ -18,6 +18,7 @@ from jepa.train.config import register_configs
 from jepa.train.logging import read_metrics
 from jepa.train.loop import train
 from jepa.train.step import JEPA, CollapseMonitor, feature_std, variance_covariance
+from test_train import NO_VC
 
 REPO = Path(__file__).resolve().parents[1]
 register_configs()
@@ -113,7 +114,7 @@ def test_variance_covariance_terms_penalise_alike_tokens_not_diverse_ones() -> N
 
 
 def test_jepa_adds_the_terms_only_when_weighted() -> None:
-    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + ["optim.var_weight=0", "optim.cov_weight=0"])
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + NO_VC)
     torch.manual_seed(0)
     plain = build.build_model(cfg)
     clips = torch.randn(4, 3, 4, 32, 32)

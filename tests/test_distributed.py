@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import compose_cfg, tiny_overrides
+from test_train import NO_VC, compose_cfg, tiny_overrides
 
 import jepa
 from jepa.train.checkpoint import find_latest, load_checkpoint
@@ -51,8 +51,7 @@ def run_overrides(run_dir: Path, cache: Path, batch: int, *extra: str) -> list[s
         "trainer.tensorboard=false",
         # The demo's variance/covariance terms are statistics of each rank's micro-batch (like
         # unsynchronised BatchNorm), so with them on, 2 x batch 2 is not 1 x batch 4.
-        "optim.var_weight=0",
-        "optim.cov_weight=0",
+        *NO_VC,
         *extra,
     ]
 

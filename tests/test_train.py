@@ -176,6 +176,7 @@ def test_every_experiment_composes_and_builds_on_meta(experiment: str) -> None:
     json.dumps(OmegaConf.to_container(cfg, resolve=False))
 
 
+# The demo's variance/covariance terms off, for tests of mechanics they would perturb.
 NO_VC = ["optim.var_weight=0", "optim.cov_weight=0"]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -207,29 +206,6 @@ def build_loader(
         world_size=world_size,
         start_sample=start_sample,
     )
-
-
-def check_resumable_groups(saved: Mapping[str, Any], optimizer: torch.optim.Optimizer) -> None:
-    """Refuse a saved optimizer state whose groups differ from this run's.
-
-    Loading such a state fails in torch with a bare group-count error, or, when only a group's
-    ``lr_scale`` differs, succeeds and silently keeps the saved scale; both come from resuming
-    with another ``optim.predictor_lr_scale``.
-    """
-    def layout(groups: Any) -> list[tuple[Any, Any, int]]:
-        return [(g.get("apply_wd"), g.get("lr_scale"), len(g["params"])) for g in groups]
-
-    own, then = layout(optimizer.param_groups), layout(saved["param_groups"])
-    # A key a saved group lacks (a state written by other code) is left unchecked.
-    fits = len(own) == len(then) and all(
-        all(s is None or s == o for s, o in zip(saved_g, own_g)) for saved_g, own_g in zip(then, own)
-    )
-    if not fits:
-        raise ValueError(
-            "the checkpoint's optimizer groups (apply_wd, lr_scale, size) differ from this run's: "
-            f"saved {then}, now {own}. Resume with the optim.predictor_lr_scale it was trained "
-            "with, or start a new run_dir (trainer.init_from keeps the weights, fresh optimizer)."
-        )
 
 
 def param_groups(model: nn.Module, predictor_lr_scale: float = 1.0) -> list[dict[str, Any]]:

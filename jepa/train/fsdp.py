@@ -173,8 +173,32 @@ def named_optimizer_state(state: Mapping[str, Any], model: nn.Module, optimizer:
     }
 
 
+def check_optimizer_groups(saved: Mapping[str, Any], optimizer: torch.optim.Optimizer) -> None:
+    """Refuse a saved optimizer state whose groups differ from this run's.
+
+    Loading such a state fails in torch with a bare group-count error, or, when only a group's
+    ``lr_scale`` differs, succeeds and silently keeps the saved scale; both come from resuming
+    with another ``optim.predictor_lr_scale``.
+    """
+    def layout(groups: Any) -> list[tuple[Any, Any, int]]:
+        return [(g.get("apply_wd"), g.get("lr_scale"), len(g["params"])) for g in groups]
+
+    own, then = layout(optimizer.param_groups), layout(saved["param_groups"])
+    # A key a saved group lacks (a state written by other code) is left unchecked.
+    fits = len(own) == len(then) and all(
+        all(s is None or s == o for s, o in zip(saved_g, own_g)) for saved_g, own_g in zip(then, own)
+    )
+    if not fits:
+        raise ValueError(
+            "the checkpoint's optimizer groups (apply_wd, lr_scale, size) differ from this run's: "
+            f"saved {then}, now {own}. Resume with the optim.predictor_lr_scale it was trained "
+            "with, or start a new run_dir (trainer.init_from keeps the weights, fresh optimizer)."
+        )
+
+
 def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
     """Load a saved optimizer state of either kind into a sharded or unsharded model's optimizer."""
+    check_optimizer_groups(state, optimizer)
     if not is_sharded(model) and not is_named_optimizer_state(state):
         optimizer.load_state_dict(dict(state))
         return

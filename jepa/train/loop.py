@@ -165,7 +165,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         weight_decay=cfg.optim.weight_decay,
     )
     if state is not None:
-        build.check_resumable_groups(state["optimizer"], optimizer)
         fsdp.load_optimizer_state(model, optimizer, state["optimizer"])
     # Written once the checkpoint (if any) has been found to fit, so a refused resume leaves the
     # run's config as it was.
