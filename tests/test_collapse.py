@@ -8,36 +8,23 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from jepa.masks.multiblock import MaskSampler
 from jepa.models.rope import index_to_position
 from jepa.train import build
 from jepa.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
-from jepa.train.config import register_configs
 from jepa.train.logging import read_metrics
 from jepa.train.loop import train
 from jepa.train.step import JEPA, CollapseMonitor, feature_std, variance_covariance
-from test_train import NO_VC
-
-REPO = Path(__file__).resolve().parents[1]
-register_configs()
+from test_train import NO_VC, compose_cfg, tiny_overrides
 
 
 def tiny(run_dir: Path, cache: Path, steps: int) -> list[str]:
+    """test_train's tiny run at batch 4 (a batch spread wants more than two clips), no checkpoints."""
     return [
-        f"run_dir={run_dir}", f"data.synthetic.cache_dir={cache}", "data.synthetic.num_videos=4",
-        "data.synthetic.num_frames=8", "data.synthetic.size=32", "data.batch_size=4", "data.frames_per_clip=4",
-        "data.frame_step=1", "data.crop_size=32", "model.img_size=32", "model.num_frames=4", "model.patch_size=8",
-        "model.pred_depth=1", "model.pred_embed_dim=32", "model.pred_num_heads=2", f"trainer.max_steps={steps}",
-        "trainer.ckpt_every=0", "trainer.progress=false", "trainer.threads=1", "trainer.tensorboard=false",
-        "optim.warmup_steps=1",
-    ]  # fmt: skip
-
-
-def compose_cfg(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+        *tiny_overrides(run_dir, cache, steps), "data.batch_size=4", "trainer.ckpt_every=0",
+        "trainer.tensorboard=false",
+    ]
 
 
 def collapse_(encoder: torch.nn.Module) -> None:

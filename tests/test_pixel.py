@@ -9,37 +9,24 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 
 from jepa.export.load import load_encoder
 from jepa.masks.multiblock import MaskSampler
 from jepa.models.layers import PatchEmbed3D
 from jepa.train import build
 from jepa.train.checkpoint import find_latest, load_checkpoint
-from jepa.train.config import register_configs
 from jepa.train.logging import read_metrics
 from jepa.train.loop import train
 from jepa.train.pixel import PixelMAE, patchify, pixel_targets
-
-REPO = Path(__file__).resolve().parents[1]
-register_configs()
+from test_train import compose_cfg, tiny_overrides
 
 
 def tiny(run_dir: Path, cache: Path, steps: int, experiment: str) -> list[str]:
+    """test_train's tiny run under `experiment`, checkpointing only at the end."""
     return [
-        f"experiment={experiment}", f"run_dir={run_dir}", f"data.synthetic.cache_dir={cache}",
-        "data.synthetic.num_videos=4", "data.synthetic.num_frames=8", "data.synthetic.size=32",
-        "data.batch_size=2", "data.frames_per_clip=4", "data.frame_step=1", "data.crop_size=32",
-        "model.img_size=32", "model.num_frames=4", "model.patch_size=8", "model.pred_depth=1",
-        "model.pred_embed_dim=32", "model.pred_num_heads=2", f"trainer.max_steps={steps}",
-        "trainer.ckpt_every=0", "trainer.progress=false", "trainer.threads=1", "trainer.tensorboard=false",
-        "optim.warmup_steps=1",
-    ]  # fmt: skip
-
-
-def compose_cfg(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+        f"experiment={experiment}", *tiny_overrides(run_dir, cache, steps), "trainer.ckpt_every=0",
+        "trainer.tensorboard=false",
+    ]
 
 
 def test_patchify_follows_the_encoder_token_order() -> None:
