@@ -49,8 +49,8 @@ def run_overrides(run_dir: Path, cache: Path, batch: int, *extra: str) -> list[s
         "optim.clip_grad=1.0",  # active: the first steps' gradient norms are above it
         "trainer.cpu=true",
         "trainer.tensorboard=false",
-        # The demo's variance/covariance terms are statistics of each rank's micro-batch (like
-        # unsynchronised BatchNorm), so with them on, 2 x batch 2 is not 1 x batch 4.
+        # The demo's variance/covariance terms are statistics of each micro-batch, so with them
+        # on, grad_accum=2 x batch 2 is not 1 x batch 4 (ranks are gathered: the test below).
         *NO_VC,
         *extra,
     ]
@@ -185,6 +185,18 @@ def test_two_processes_and_grad_accum_match_one_process(tmp_path: Path, cache: P
     for run in (ddp, accum):
         assert losses(run) == pytest.approx(ref, abs=TOL), run.name
         assert max_weight_diff(run, reference) <= TOL, run.name
+
+
+def test_two_processes_match_one_process_with_the_batch_terms(tmp_path: Path, cache: Path) -> None:
+    """The variance/covariance terms are gathered over ranks, so they see the global batch."""
+    terms = ["trainer.ckpt_every=0", "optim.var_weight=1.0", "optim.cov_weight=0.04"]
+    one, ddp = tmp_path / "one", tmp_path / "ddp"
+    train(compose_cfg(run_overrides(one, cache, 4, *terms)))
+    torchrun(run_overrides(ddp, cache, 2, *terms))
+    assert world_size(ddp) == 2, "the two processes did not train together"
+    assert [r["var_loss"] for r in read_metrics(ddp)] == pytest.approx([r["var_loss"] for r in read_metrics(one)], abs=TOL)
+    assert losses(ddp) == pytest.approx(losses(one), abs=TOL)
+    assert max_weight_diff(ddp, one) <= TOL
 
 
 def test_fsdp_saves_resumes_and_exports_full_encoder(tmp_path: Path, cache: Path, reference: Path) -> None:

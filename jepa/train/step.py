@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from jepa.masks.ops import gather_tokens
 from jepa.train.ema import ema_update
+from jepa.train.gather import gather_ranks
 
 
 def feature_std(tokens: Tensor) -> Tensor:
@@ -114,7 +115,8 @@ class JEPA(nn.Module):
     """Context encoder + predictor trained against a frozen EMA copy of the encoder.
 
     `var_weight` / `cov_weight` > 0 add the `variance_covariance` terms of the context tokens
-    (off in the released recipe). `target_layers` = k > 1 regresses the mean of the last k
+    (off in the released recipe), gathered over ranks so a DDP run is the one-process run at its
+    global batch (under gradient accumulation they stay statistics of each micro-batch). `target_layers` = k > 1 regresses the mean of the last k
     target blocks (each layer-normed) instead of the final output, as data2vec does.
     """
 
@@ -188,7 +190,7 @@ class JEPA(nn.Module):
         )
         stats = {"feat_std": feature_std(h.detach())}
         if (self.var_weight or self.cov_weight) and first_config == 0:
-            var, cov = variance_covariance(first)
+            var, cov = variance_covariance(gather_ranks(first))
             share = (num_configs or len(masks_ctx)) / len(masks_ctx)
             loss = loss + share * (self.var_weight * var + self.cov_weight * cov)
             stats.update(var_loss=var.detach(), cov_loss=cov.detach())
