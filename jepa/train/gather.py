@@ -3,7 +3,7 @@
 The variance/covariance terms (`jepa.train.step.variance_covariance`) are statistics of a
 batch. Computed on each rank's share alone they depend on how the global batch is split, so
 2 ranks x batch 4 would train differently from 1 x batch 8; gathered first (as VICReg does),
-every rank sees the global batch and the run is the one process would make.
+every rank sees the global batch and the run equals one process at that batch.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ class _GatherRanks(torch.autograd.Function):
 
     Each rank computes its loss from the same gathered tensor, so the gradient of rank r's share
     is the sum over ranks of the gradients with respect to that slice (an all-reduce, which
-    every backend has: gloo lacks reduce-scatter). DDP and FSDP then average parameter
-    gradients over the ranks, which gives exactly the one-process gradient.
+    every backend has: gloo lacks reduce-scatter). DDP then averages parameter gradients over
+    the ranks (FSDP's reduce-scatter does the same), which gives the one-process gradient.
     """
 
     @staticmethod

@@ -116,8 +116,9 @@ class JEPA(nn.Module):
 
     `var_weight` / `cov_weight` > 0 add the `variance_covariance` terms of the context tokens
     (off in the released recipe), gathered over ranks so a DDP run is the one-process run at its
-    global batch (under gradient accumulation they stay statistics of each micro-batch). `target_layers` = k > 1 regresses the mean of the last k
-    target blocks (each layer-normed) instead of the final output, as data2vec does.
+    global batch (under gradient accumulation they stay statistics of each micro-batch).
+    `target_layers` = k > 1 regresses the mean of the last k target blocks (each layer-normed)
+    instead of the final output, as data2vec does.
     """
 
     def __init__(
