@@ -166,6 +166,33 @@ def test_tool_writes_npy_shards_from_an_exported_encoder(dataset: Path, tmp_path
     assert len(_index(tmp_path / "emb")) == 6
 
 
+def test_layers_concatenate_block_outputs_in_rows_and_on_the_fly(dataset: Path, tmp_path: Path) -> None:
+    """Rows made with `layers` are the encoder's out_layers output; a wrong block number stops before decoding."""
+    from jepa.eval.features import extract_features
+
+    encoder = VisionTransformer(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=32, depth=2, num_heads=2).eval()
+    entries = [e for e in read_manifest(dataset) if "broken" not in str(e.path)]
+    cfg = EmbedConfig(**{**CFG, "stride_frames": None, "num_clips": 1, "num_crops": 1}, outputs=("pooled", "tokens"), layers=(1, 2))
+    extract_embeddings(encoder, entries, tmp_path / "emb", cfg, progress=False)
+    shard = load_file(str(tmp_path / "emb" / "shard_00000.safetensors"))
+    assert shard["tokens"].shape[1:] == (2, 4, 4, 64) and shard["pooled"].shape[1] == 64
+    assert json.loads((tmp_path / "emb" / "embed.json").read_text())["settings"]["layers"] == [1, 2]
+    features = extract_features(encoder, entries, cfg, device="cpu")
+    assert features.dim == 64
+    assert np.allclose(features.tokens.reshape(len(features.tokens), -1).numpy(), shard["tokens"].reshape(len(shard["tokens"]), -1), atol=1e-5)
+    r = _index(tmp_path / "emb")[0]
+    frames = read_clips(r["path"], window_indices(LENGTHS[int(r["label"])], FPS, cfg), target_short_side=32)
+    view = make_views(frames, cfg)[0, 0]
+    with torch.no_grad():
+        expected = encoder(normalize_clip(view[None]), out_layers=[1, 2])
+    assert np.allclose(shard["tokens"][0].reshape(-1, 64), expected[0].numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="out_layers"):
+        extract_embeddings(encoder, entries, tmp_path / "bad", EmbedConfig(**CFG, layers=(3,)), progress=False)
+    assert not (tmp_path / "bad" / "shard_00000.csv").exists()
+    with pytest.raises(ValueError, match="layers"):
+        EmbedConfig(**CFG, layers=(0,))
+
+
 def test_auto_precision_is_bf16_only_where_matmuls_are_native(monkeypatch: pytest.MonkeyPatch) -> None:
     from jepa.export.embed import resolve_precision
 

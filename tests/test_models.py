@@ -179,6 +179,28 @@ def test_masked_forward_equals_attention_restricted_to_kept_tokens(pos_embed: st
         torch.testing.assert_close(enc(x, masks=keep), expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("pos_embed", ["rope", "sincos"])
+def test_out_layers_are_normed_block_outputs_concatenated(pos_embed: str) -> None:
+    """Layer k's features equal the output of the same encoder cut after k blocks."""
+    enc = tiny_encoder(pos_embed=pos_embed, depth=3).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    keep = torch.stack([torch.randperm(32)[:9].sort().values for _ in range(2)])
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x, out_layers=[3]), enc(x))
+        per_layer = []
+        for k in (1, 2, 3):
+            cut = tiny_encoder(pos_embed=pos_embed, depth=3).eval()
+            cut.load_state_dict(enc.state_dict())
+            cut.blocks = cut.blocks[:k]
+            per_layer.append(cut(x, masks=keep))
+        got = enc(x, masks=keep, out_layers=[2, 1, 3, 2])
+        assert got.shape == (2, 9, 4 * 64)
+        torch.testing.assert_close(got, torch.cat([per_layer[i] for i in (1, 0, 2, 1)], dim=-1))
+    for bad in ([], [0], [4]):
+        with pytest.raises(ValueError, match="out_layers"):
+            enc(x, out_layers=bad)
+
+
 def test_activation_checkpointing_matches() -> None:
     enc = tiny_encoder()
     ckpt = tiny_encoder(use_activation_checkpointing=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -203,12 +204,13 @@ def test_probe_cli_on_embeddings_and_on_the_fly(tmp_path: Path, tiny_videos: Pat
     out = subprocess.run(
         [sys.executable, str(REPO / "tools" / "probe.py"), "--checkpoint", str(tmp_path / "enc"),
          "--train-manifest", str(tiny_videos), "--val-manifest", str(tiny_videos), "--frames", "4",
-         "--frame-step", "1", "--crop", "32", "--out", str(tmp_path / "p2"), *common],
+         "--frame-step", "1", "--crop", "32", "--layers", "1", "1", "--out", str(tmp_path / "p2"), *common],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     printed = json.loads(out.stdout.strip().splitlines()[-1])
     probe = load_probe(tmp_path / "p2")
-    live = extract_features(encoder, entries, cfg, device="cpu")
+    assert probe.config["dim"] == 64  # block 1's output twice, as asked
+    live = extract_features(encoder, entries, replace(cfg, layers=(1, 1)), device="cpu")
     assert evaluate_probe(probe, live) == pytest.approx(printed["attentive"])
     assert load_probe(tmp_path / "p2").config == probe.config

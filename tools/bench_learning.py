@@ -79,6 +79,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--probe-lr", type=float, default=1e-3)
     p.add_argument("--probe-seeds", type=int, default=3, help="probes per factor (seeds); the table shows mean and std")
     p.add_argument("--knn-k", type=int, default=10)
+    p.add_argument(
+        "--probe-layers", type=int, nargs="+", default=None,
+        help="blocks whose normed outputs the probes read, concatenated (default: the last block's)",
+    )
     p.add_argument("--encoders", nargs="+", choices=ENCODERS, default=list(ENCODERS))
     return p.parse_args(argv)
 
@@ -126,13 +130,13 @@ def pretrain(method: str, args: argparse.Namespace, train_manifest: Path) -> tup
     return run_dir, cfg, stats
 
 
-def feature_config(cfg: Any) -> EmbedConfig:
+def feature_config(cfg: Any, layers: Optional[Sequence[int]] = None) -> EmbedConfig:
     """One clip per video covering the whole clip length of pretraining, the full frame, no flip
     (a flip would change the direction label)."""
     d = cfg.data
     return EmbedConfig(
         frames_per_clip=d.frames_per_clip, frame_step=d.frame_step, num_clips=1, crop_size=d.crop_size,
-        short_side=d.crop_size, num_crops=1, batch_size=16,
+        short_side=d.crop_size, num_crops=1, batch_size=16, layers=tuple(layers) if layers else None,
     )
 
 
@@ -207,7 +211,8 @@ def render(
         f"Seed {args.seed}; {args.videos} generated videos, pretraining on {pretrain_on}, probes trained "
         f"on train and scored on val (25 %); {args.steps} pretraining steps per method, same batch, masks and "
         f"schedule; attentive probe with {args.probe_depth} self-attention blocks + the cross-attention block, "
-        f"{args.probe_epochs} epochs, lr {args.probe_lr:g}; k-NN k={args.knn_k} on mean-pooled tokens.  ",
+        f"{args.probe_epochs} epochs, lr {args.probe_lr:g}; k-NN k={args.knn_k} on mean-pooled tokens"
+        f"{'' if not args.probe_layers else f'; features: blocks {list(args.probe_layers)} concatenated'}.  ",
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {machine()}.",
         "",
         f"Top-1 on the val split (%): attentive probe (mean ± std over {args.probe_seeds} probe seeds) / k-NN; "
@@ -291,7 +296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             seed=args.seed + 1,
         )
         pretrain_manifest = unlabelled.parent / "class_all.csv"
-    emb = feature_config(base)
+    emb = feature_config(base, args.probe_layers)
     results: dict[str, dict[str, dict[str, float]]] = {}
     pre: dict[str, dict[str, float]] = {}
     for name in args.encoders:

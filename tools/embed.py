@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--short-side", type=int, default=None, help="resize short side to this before cropping")
     p.add_argument("--crops", type=int, default=1, help="spatial crops per window")
     p.add_argument("--outputs", nargs="+", choices=OUTPUTS, default=["pooled"])
+    p.add_argument(
+        "--layers", type=int, nargs="+", default=None,
+        help="blocks (1..depth) whose normed outputs are concatenated per token (default: the last)",
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--videos-per-shard", type=int, default=256)
     p.add_argument("--format", choices=FORMATS, default="safetensors")
@@ -72,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         short_video=args.short_video, crop_size=args.crop, short_side=args.short_side, num_crops=args.crops,
         outputs=tuple(args.outputs), batch_size=args.batch_size, videos_per_shard=args.videos_per_shard,
         format=args.format, precision=args.precision, save_dtype=args.save_dtype, backend=args.backend,
-        num_workers=args.workers,
+        num_workers=args.workers, layers=tuple(args.layers) if args.layers else None,
     )  # fmt: skip
     encoder = load_encoder(args.checkpoint, which=args.which)
     entries = read_manifest(args.manifest, kind="video")

@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--crops", type=int, default=1, help="spatial views per clip")
     src.add_argument("--feature-batch", type=int, default=16, help="views per encoder forward")
     src.add_argument("--workers", type=int, default=0, help="decoding worker processes")
+    src.add_argument(
+        "--layers", type=int, nargs="+", default=None,
+        help="blocks (1..depth) whose normed outputs are concatenated per token (default: the last)",
+    )
     emb = p.add_argument_group("features from tools/embed.py")
     emb.add_argument("--train-embeddings")
     emb.add_argument("--val-embeddings")
@@ -88,6 +92,8 @@ def load_sets(args: argparse.Namespace, device: torch.device) -> tuple[FeatureSe
     if args.train_embeddings or args.val_embeddings:
         if not (args.train_embeddings and args.val_embeddings) or args.checkpoint:
             raise SystemExit("give --train-embeddings and --val-embeddings (and no --checkpoint)")
+        if args.layers:
+            raise SystemExit("--layers is chosen when embedding (tools/embed.py --layers), not when probing embeddings")
         source = {"train_embeddings": args.train_embeddings, "val_embeddings": args.val_embeddings, "output": args.output}
         return load_embeddings(args.train_embeddings, args.output), load_embeddings(args.val_embeddings, args.output), source
     if not (args.checkpoint and args.train_manifest and args.val_manifest):
@@ -102,6 +108,7 @@ def load_sets(args: argparse.Namespace, device: torch.device) -> tuple[FeatureSe
         num_crops=args.crops,
         batch_size=args.feature_batch,
         num_workers=args.workers,
+        layers=tuple(args.layers) if args.layers else None,
     )
     encoder = load_encoder(args.checkpoint, which=args.which)
     sets = [extract_features(encoder, read_manifest(m), cfg, device=device) for m in (args.train_manifest, args.val_manifest)]

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from jepa.data.image import ImageDecodeError, load_image
 from jepa.data.manifest import ManifestEntry, is_image_path
 from jepa.data.transforms import normalize_clip
-from jepa.export.embed import CONFIG_FILE, INDEX_FILE, ClipChunk, EmbedConfig, VideoWindows, make_views
+from jepa.export.embed import CONFIG_FILE, INDEX_FILE, ClipChunk, EmbedConfig, VideoWindows, encode, feature_dim, make_views
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,7 @@ def extract_features(
         raise ValueError("no entries to extract features from")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     encoder = encoder.to(device).eval()
+    feature_dim(encoder, cfg.layers)
     out_tokens: list[Tensor] = []
     meta: list[tuple[int, int, int]] = []
     views_buf: list[Tensor] = []
@@ -163,7 +164,7 @@ def extract_features(
         while len(views) - start >= cfg.batch_size or (final and start < len(views)):
             stop = min(start + cfg.batch_size, len(views))
             x = normalize_clip(views[start:stop].to(device), cfg.mean, cfg.std)
-            out_tokens.append(encoder(x).float().to("cpu", dtype))
+            out_tokens.append(encode(encoder, x, cfg.layers).float().to("cpu", dtype))
             start = stop
         meta.extend(rows_buf[:start])
         del rows_buf[:start]

@@ -74,6 +74,8 @@ class EmbedConfig:
     short_side: Optional[int] = None
     num_crops: int = 1
     outputs: tuple[str, ...] = ("pooled",)
+    # Blocks whose (normed) outputs are concatenated per token; None = the last block's.
+    layers: Optional[tuple[int, ...]] = None
     batch_size: int = 8
     videos_per_shard: int = 256
     format: str = "safetensors"
@@ -112,6 +114,8 @@ class EmbedConfig:
             raise ValueError(f"short_side {self.short_side} must be >= crop_size {self.crop_size}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.layers is not None and (not self.layers or min(self.layers) < 1):
+            raise ValueError(f"layers must be a non-empty list of block numbers >= 1, got {self.layers}")
 
     @property
     def resize_to(self) -> int:
@@ -344,6 +348,19 @@ def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dt
     return None
 
 
+def encode(encoder: nn.Module, x: Tensor, layers: Optional[Sequence[int]] = None) -> Tensor:
+    """Tokens of `x`: the encoder's output, or its blocks `layers` concatenated on channels."""
+    return encoder(x) if layers is None else encoder(x, out_layers=layers)
+
+
+def feature_dim(encoder: nn.Module, layers: Optional[Sequence[int]] = None) -> int:
+    """Channels per token that `encode` gives; checks `layers` against the encoder's depth."""
+    dim = int(encoder.embed_dim)  # type: ignore[arg-type]
+    if layers is None:
+        return dim
+    return dim * len(encoder.check_out_layers(layers))  # type: ignore[operator]
+
+
 class _Encoder:
     """Normalise uint8 views on the device, run the encoder (bf16 autocast if asked), pool."""
 
@@ -357,7 +374,7 @@ class _Encoder:
         x = normalize_clip(views.to(self.device, non_blocking=True), self.cfg.mean, self.cfg.std)
         autocast = torch.autocast(self.device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext()
         with autocast:
-            tokens = self.encoder(x)
+            tokens = encode(self.encoder, x, self.cfg.layers)
         tokens = tokens.float()
         out: dict[str, np.ndarray] = {}
         if "pooled" in self.cfg.outputs:
@@ -369,7 +386,7 @@ class _Encoder:
 
 
 def _empty_arrays(encoder: nn.Module, cfg: EmbedConfig, dtype: type) -> dict[str, np.ndarray]:
-    dim = int(encoder.embed_dim)  # type: ignore[arg-type]
+    dim = feature_dim(encoder, cfg.layers)
     grid = encoder.grid_size(cfg.frames_per_clip, cfg.crop_size, cfg.crop_size)  # type: ignore[operator]
     shapes = {"pooled": (0, dim), "tokens": (0, *grid, dim)}
     return {name: np.zeros(shapes[name], dtype=dtype) for name in cfg.outputs}
@@ -408,6 +425,7 @@ def extract_embeddings(
         raise ValueError("no manifest entries to embed")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     encoder = encoder.to(device).eval()
+    feature_dim(encoder, cfg.layers)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     record = {

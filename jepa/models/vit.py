@@ -9,7 +9,7 @@ for sin-cos, the `pos_embed` buffer.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -145,8 +145,20 @@ class VisionTransformer(nn.Module):
             x = x.repeat(1, 1, self.tubelet_size, 1, 1)
         return x
 
-    def forward(self, x: Tensor, masks: Optional[Tensor] = None) -> Tensor:
-        """x: (B, C, T, H, W) or (B, C, H, W); masks: (B, K) indices of tokens to keep."""
+    def check_out_layers(self, out_layers: Sequence[int]) -> tuple[int, ...]:
+        """Validated block numbers (1 = after the first block, depth = the usual output)."""
+        layers = tuple(int(k) for k in out_layers)
+        if not layers or any(not 1 <= k <= self.depth for k in layers):
+            raise ValueError(f"out_layers must be a non-empty list of block numbers in 1..{self.depth}, got {list(out_layers)}")
+        return layers
+
+    def forward(self, x: Tensor, masks: Optional[Tensor] = None, out_layers: Optional[Sequence[int]] = None) -> Tensor:
+        """x: (B, C, T, H, W) or (B, C, H, W); masks: (B, K) indices of tokens to keep.
+
+        `out_layers` (block numbers, 1..depth) returns the outputs of those blocks, each through
+        the final norm, concatenated on the channel axis (B, N, dim * len(out_layers)), for
+        probes and embeddings that read intermediate layers; None is the last block's output.
+        """
         x = self._as_clip(x)
         grid = self.grid_size(*x.shape[2:])
         tokens = self.patch_embed(x)
@@ -160,5 +172,10 @@ class VisionTransformer(nn.Module):
         elif self.pos_embed is None:
             pos = grid_positions(grid, device=tokens.device)
         pos = shared_tables(self.blocks[0].attn.rope, pos, tokens)
-        tokens = run_blocks(self.blocks, tokens, self.use_activation_checkpointing, pos=pos)
-        return self.norm(tokens)
+        if out_layers is None:
+            return self.norm(run_blocks(self.blocks, tokens, self.use_activation_checkpointing, pos=pos))
+        layers, outputs, done = self.check_out_layers(out_layers), {}, 0
+        for k in sorted(set(layers)):
+            tokens = run_blocks(self.blocks[done:k], tokens, self.use_activation_checkpointing, pos=pos)
+            outputs[k], done = self.norm(tokens), k
+        return torch.cat([outputs[k] for k in layers], dim=-1)
