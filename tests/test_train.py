@@ -49,6 +49,7 @@ def tiny_overrides(run_dir: Path, cache: Path, steps: int = 4) -> list[str]:
         "model.pred_embed_dim=32",
         "model.pred_num_heads=2",
         "model.name=vit_tiny",
+        "model.pos_embed=rope",  # the mechanics tests were written on RoPE; the demo itself uses sin-cos
         f"trainer.max_steps={steps}",
         "trainer.ckpt_every=2",
         "trainer.progress=false",
@@ -170,6 +171,9 @@ def test_every_experiment_composes_and_builds_on_meta(experiment: str) -> None:
     grid = build.token_grid(cfg)
     # Released recipes use V-JEPA 2's two mask families; the demos add a predict-the-future one.
     assert len(build.mask_specs(cfg)) == (3 if "demo" in experiment else 2)
+    # ... and sin-cos positions, which learn more motion at 64 px (docs/learning.md, session 8).
+    assert cfg.model.pos_embed == ("sincos" if "demo" in experiment else "rope")
+    assert (model.encoder.pos_embed is not None) == ("demo" in experiment)
     assert grid[1] == cfg.data.crop_size // cfg.model.patch_size
     n_params = sum(p.numel() for p in model.encoder.parameters())
     assert n_params > 5e6
