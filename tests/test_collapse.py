@@ -117,7 +117,7 @@ def test_jepa_adds_the_terms_only_when_weighted() -> None:
 
 
 def test_multi_layer_targets_average_the_last_blocks() -> None:
-    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + ["optim.target_layers=3", "model.pos_embed=rope"])
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + ["optim.target_layers=3"])
     torch.manual_seed(0)
     model = build.build_model(cfg)
     assert model.target_layers == 3

@@ -28,8 +28,7 @@ def test_fixed_seed_loss_curve_is_unchanged(tmp_path: Path) -> None:
         tiny_overrides(tmp_path / "run", tmp_path / "cache", steps=len(GOLDEN))
         + ["trainer.ckpt_every=0", "trainer.tensorboard=false", "optim.lr=1e-3", "optim.start_lr=1e-4",
            "optim.final_lr=1e-5", "optim.decay=cosine", "optim.ema=[0.99,0.999]", "optim.weight_decay=0.04",
-           "optim.final_weight_decay=0.04", "mask=vjepa2", "model.pred_depth=1",
-           "model.pos_embed=rope"]  # the curve was recorded before the demo took sin-cos positions
+           "optim.final_weight_decay=0.04", "mask=vjepa2", "model.pred_depth=1"]
     )
     train(cfg)
     records = read_metrics(tmp_path / "run")
