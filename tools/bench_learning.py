@@ -7,9 +7,9 @@ training videos, masks and schedule; then trains frozen attentive probes (and k-
 factor on (a) a random-init encoder, (b) the pixel baseline, (c) JEPA, and prints a table.
 
     python tools/bench_learning.py                              # the documented run
-    python tools/bench_learning.py --steps 100 --videos 96      # a quick smoke run
+    python tools/bench_learning.py --steps 100 --videos 96 --pretrain-videos 0   # a quick smoke run
     python tools/bench_learning.py --set model.pred_depth=4     # a recipe change, both methods
-    python tools/bench_learning.py --pretrain-videos 3072 --steps 900   # unlabelled pretraining set
+    python tools/bench_learning.py --pretrain-videos 0 --steps 300   # session 4: pretrain on the probes' train split
 
 Budgets are in steps (same steps and batch for both methods), not wall clock: on a shared
 machine seconds are noise. A rerun with the same --work resumes or reuses finished runs.
@@ -63,12 +63,12 @@ START, END = "<!-- bench_learning:start -->", "<!-- bench_learning:end -->"
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=300, help="pretraining steps, both methods")
+    p.add_argument("--steps", type=int, default=900, help="pretraining steps, both methods")
     p.add_argument("--seed", type=int, default=0, help="seeds data generation, pretraining, random init and probes")
     p.add_argument("--videos", type=int, default=768, help="generated videos (75%% train, 25%% val)")
     p.add_argument(
-        "--pretrain-videos", type=int, default=0,
-        help="pretrain on this many separate unlabelled videos (generated with seed+1) instead of the probe's train split",
+        "--pretrain-videos", type=int, default=3072,
+        help="pretrain on this many separate unlabelled videos (generated with seed+1); 0 = on the probe's train split",
     )
     p.add_argument("--work", default="runs/bench_learning", help="run directories and the dataset cache")
     p.add_argument("--out", default="docs/benchmarks.md", help="markdown file whose bench_learning section is replaced")
