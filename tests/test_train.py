@@ -193,6 +193,8 @@ NO_VC = ["optim.var_weight=0", "optim.cov_weight=0"]
         (["trainer.grad_accum=2", "model.per_config_mask_tokens=true"], False),
         # The demo's variance/covariance terms ride on config 0's call, weighted by the config count.
         (["mask=vjepa2"], False),
+        # V-JEPA 2.1's context term is per config, so it splits with them.
+        (["mask=vjepa2", "optim.context_weight=0.5"], False),
     ],
 )
 def test_backward_per_mask_gives_the_same_run(tmp_path: Path, cache: Path, extra: list[str], exact: bool) -> None:

@@ -24,7 +24,11 @@ from jepa.models.vit import Grid, PosEmbedType, as_hw, build_grid, check_pos_emb
 
 
 class VisionTransformerPredictor(nn.Module):
-    """forward(ctx, ctx_idx, tgt_idx, mask_index=0, grid=None) -> (B, K_tgt, embed_dim)."""
+    """forward(ctx, ctx_idx, tgt_idx, mask_index=0, grid=None) -> (B, K_tgt, embed_dim).
+
+    With `return_context=True` it also returns its outputs at the context positions (B, K_ctx,
+    embed_dim), for V-JEPA 2.1's loss on the context tokens.
+    """
 
     def __init__(
         self,
@@ -123,7 +127,8 @@ class VisionTransformerPredictor(nn.Module):
         tgt_idx: Tensor,
         mask_index: int = 0,
         grid: Optional[tuple[int, int, int]] = None,
-    ) -> Tensor:
+        return_context: bool = False,
+    ) -> Union[Tensor, tuple[Tensor, Tensor]]:
         """ctx (B, Kc, D) encoder tokens at ctx_idx (B, Kc); returns predictions (B, Kt, D) at tgt_idx.
 
         `mask_index` picks mask_tokens[mask_index % num_mask_tokens]; `grid` is the token
@@ -152,5 +157,8 @@ class VisionTransformerPredictor(nn.Module):
             pos = shared_tables(self.predictor_blocks[0].attn.rope, pos, x)
         x = run_blocks(self.predictor_blocks, x, self.use_activation_checkpointing, pos=pos)
         x = self.predictor_norm(x)
-        restore = torch.argsort(order, dim=1)[:, kc:]
-        return self.predictor_proj(gather_tokens(x, restore))
+        restore = torch.argsort(order, dim=1)
+        if return_context:
+            out = self.predictor_proj(gather_tokens(x, restore))
+            return out[:, kc:], out[:, :kc]
+        return self.predictor_proj(gather_tokens(x, restore[:, kc:]))

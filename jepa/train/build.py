@@ -76,6 +76,7 @@ def build_jepa(cfg: Any) -> JEPA:
         var_weight=cfg.optim.var_weight,
         cov_weight=cfg.optim.cov_weight,
         target_layers=cfg.optim.target_layers,
+        context_weight=cfg.optim.context_weight,
     )
 
 
@@ -85,6 +86,11 @@ def build_pixel(cfg: Any) -> PixelMAE:
         raise ValueError(
             "optim.var_weight / optim.cov_weight are JEPA terms (against a collapsing teacher); "
             f"objective=pixel has none, got {cfg.optim.var_weight}, {cfg.optim.cov_weight}: set them to 0"
+        )
+    if cfg.optim.context_weight:
+        raise ValueError(
+            "optim.context_weight is a JEPA term (regressing teacher features at the context positions); "
+            f"objective=pixel would regress the pixels it is shown, got {cfg.optim.context_weight}: set it to 0"
         )
     encoder = build_encoder(cfg.model)
     out_dim = encoder.in_chans * encoder.tubelet_size * encoder.patch_size**2

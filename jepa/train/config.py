@@ -123,6 +123,9 @@ class OptimConfig:
     # Target = mean of the last k target-encoder blocks' outputs, each layer-normed (data2vec's
     # top-k average); 1 = the released target, the final (normed) output.
     target_layers: int = 1
+    # V-JEPA 2.1's dense term: the predictor also regresses the targets at the context positions,
+    # weighted by context_weight / sqrt(distance to the nearest target token); 0 = V-JEPA 2.
+    context_weight: float = 0.0
     # The predictor's lr as a multiple of the encoder's (same schedule): a predictor that is
     # still random back-propagates noise into the encoder, so it may learn faster; 1 = released.
     predictor_lr_scale: float = 1.0

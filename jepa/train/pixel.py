@@ -95,7 +95,7 @@ class PixelMAE(nn.Module):
         per-config losses there is nothing to weight by it.
         """
         pixels = self.targets(clips) if targets is None else targets
-        loss, first = masked_prediction_loss(
+        loss, first, _ = masked_prediction_loss(
             self.encoder, self.predictor, clips, masks_ctx, masks_tgt, pixels, self.loss_exp, self.per_config_mask_tokens,
             first_config,
         )

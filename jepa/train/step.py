@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jepa.masks.ops import gather_tokens
+from jepa.masks.ops import check_indices, gather_tokens
+from jepa.models.rope import index_to_position
 from jepa.train.ema import ema_update
 from jepa.train.gather import gather_ranks
 
@@ -59,6 +60,22 @@ class CollapseMonitor:
         return f"step {step}: feature std recovered to {feat_std:.2e}"
 
 
+def distance_to_targets(ctx_idx: Tensor, tgt_idx: Tensor, grid: tuple[int, int, int]) -> Tensor:
+    """(B, Kc) Euclidean distance, in tokens of the (T', H', W') grid, from each context token to
+    the nearest target token of its sample.
+
+    V-JEPA 2.1 weighs its loss on context tokens by 1 / sqrt of this distance: tokens beside a
+    hole must carry the local detail a prediction needs, far ones may stay coarse.
+    """
+    n = grid[0] * grid[1] * grid[2]
+    check_indices(ctx_idx, n)
+    check_indices(tgt_idx, n)
+    if ctx_idx.shape[0] != tgt_idx.shape[0] or tgt_idx.shape[1] == 0:
+        raise ValueError(f"need targets in every sample: context {tuple(ctx_idx.shape)}, targets {tuple(tgt_idx.shape)}")
+    ctx_pos = index_to_position(ctx_idx, grid)
+    return torch.cdist(ctx_pos, index_to_position(tgt_idx.to(ctx_pos.device), grid)).amin(dim=-1)
+
+
 def masked_prediction_loss(
     encoder: nn.Module,
     predictor: nn.Module,
@@ -69,28 +86,48 @@ def masked_prediction_loss(
     loss_exp: float,
     per_config_mask_tokens: bool,
     first_config: int = 0,
-) -> tuple[Tensor, Tensor]:
+    context_weight: float = 0.0,
+) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """Mean over mask configs of ``mean |predictor(encoder(context)) - targets[target idx]|^e / e``.
 
     The one masked-prediction loop shared by the latent (JEPA) and pixel objectives, so the two
-    differ only in their targets. Returns the loss and the first config's context tokens.
-    `first_config` is the index of `masks_ctx[0]` among all configs (for per-config mask tokens
-    when the configs are run one call at a time).
+    differ only in their targets. Returns the loss, the first config's context tokens and the
+    context term (None when `context_weight` is 0). `first_config` is the index of
+    `masks_ctx[0]` among all configs (for per-config mask tokens when the configs are run one
+    call at a time).
+
+    `context_weight` = lambda > 0 adds V-JEPA 2.1's dense term: the predictor's outputs at the
+    context positions regress the targets there too, each token weighted by
+    lambda / sqrt(distance to the nearest target token), so the encoder's context tokens must
+    keep their local content instead of becoming aggregates that serve only the prediction.
     """
     if len(masks_ctx) != len(masks_tgt) or not masks_ctx:
         raise ValueError(
             f"need one (context, target) pair per mask config, got {len(masks_ctx)} and {len(masks_tgt)}"
         )
-    losses, first = [], None
+    losses, context_losses, first = [], [], None
     for i, (ctx_idx, tgt_idx) in enumerate(zip(masks_ctx, masks_tgt)):
         z = encoder(clips, masks=ctx_idx)
         first = z if first is None else first
-        pred = predictor(z, ctx_idx, tgt_idx, mask_index=first_config + i if per_config_mask_tokens else 0)
+        mask_index = first_config + i if per_config_mask_tokens else 0
+        if context_weight:
+            pred, pred_ctx = predictor(z, ctx_idx, tgt_idx, mask_index=mask_index, return_context=True)
+            err = torch.abs(pred_ctx.to(targets.dtype) - gather_tokens(targets, ctx_idx))
+            err = (err if loss_exp == 1 else err**loss_exp).mean(dim=-1) / loss_exp
+            grid = encoder.grid_size(*clips.shape[-3:])
+            weight = context_weight / distance_to_targets(ctx_idx, tgt_idx, grid).sqrt().to(err.device)
+            context_losses.append((weight * err).mean())
+        else:
+            pred = predictor(z, ctx_idx, tgt_idx, mask_index=mask_index)
         target = gather_tokens(targets, tgt_idx)
         error = torch.abs(pred.to(target.dtype) - target)
         # x ** 1 is x: skipping the pow for L1 saves a pass and a saved tensor, same values.
         losses.append(torch.mean(error if loss_exp == 1 else error**loss_exp) / loss_exp)
-    return torch.stack(losses).mean(), first
+    loss = torch.stack(losses).mean()
+    if not context_losses:
+        return loss, first, None
+    context = torch.stack(context_losses).mean()
+    return loss + context, first, context
 
 
 def variance_covariance(tokens: Tensor, gamma: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -118,7 +155,8 @@ class JEPA(nn.Module):
     (off in the released recipe), gathered over ranks so a DDP run is the one-process run at its
     global batch (under gradient accumulation they stay statistics of each micro-batch).
     `target_layers` = k > 1 regresses the mean of the last k target blocks (each layer-normed)
-    instead of the final output, as data2vec does.
+    instead of the final output, as data2vec does. `context_weight` > 0 adds V-JEPA 2.1's loss
+    on the context tokens (`masked_prediction_loss`).
     """
 
     def __init__(
@@ -131,10 +169,14 @@ class JEPA(nn.Module):
         var_weight: float = 0.0,
         cov_weight: float = 0.0,
         target_layers: int = 1,
+        context_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if var_weight < 0 or cov_weight < 0:
             raise ValueError(f"var_weight and cov_weight must be >= 0, got {var_weight}, {cov_weight}")
+        if not context_weight >= 0:
+            raise ValueError(f"context_weight must be >= 0, got {context_weight}")
+        self.context_weight = context_weight
         if not 1 <= target_layers <= len(target_encoder.blocks):
             raise ValueError(
                 f"target_layers must be in [1, {len(target_encoder.blocks)}] (the encoder's blocks), got {target_layers}"
@@ -185,11 +227,13 @@ class JEPA(nn.Module):
         holding config 0, weighted so the step's gradient is the one of a single call.
         """
         h = self.targets(clips) if targets is None else targets
-        loss, first = masked_prediction_loss(
+        loss, first, context = masked_prediction_loss(
             self.encoder, self.predictor, clips, masks_ctx, masks_tgt, h, self.loss_exp, self.per_config_mask_tokens,
-            first_config,
+            first_config, self.context_weight,
         )
         stats = {"feat_std": feature_std(h.detach())}
+        if context is not None:
+            stats["ctx_loss"] = context.detach()
         if (self.var_weight or self.cov_weight) and first_config == 0:
             var, cov = variance_covariance(gather_ranks(first))
             share = (num_configs or len(masks_ctx)) / len(masks_ctx)

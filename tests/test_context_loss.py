@@ -1,0 +1,96 @@
+"""V-JEPA 2.1's dense term: the predictor also regresses the targets at the context positions,
+weighted by lambda / sqrt(distance to the nearest target token)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from jepa.masks.multiblock import MaskSampler
+from jepa.masks.ops import gather_tokens
+from jepa.train import build
+from jepa.train.step import JEPA, distance_to_targets, masked_prediction_loss
+from test_collapse import tiny
+from test_pixel import tiny as tiny_experiment
+from test_train import NO_VC, compose_cfg
+
+
+def test_distance_to_targets_on_a_hand_grid() -> None:
+    grid = (2, 3, 4)  # t-major: index = t * 12 + row * 4 + col
+    ctx = torch.tensor([[0, 3, 23], [5, 6, 7]])
+    tgt = torch.tensor([[1, 11], [17, 17]])  # sample 1: one target, (1, 1, 1), given twice
+    d = distance_to_targets(ctx, tgt, grid)
+    # sample 0: (0,0,0) -> (0,0,1) = 1; (0,0,3) -> (0,0,1) = 2, (0,2,3) = 2; (1,2,3) -> (0,2,3) = 1
+    # sample 1: (0,1,1), (0,1,2), (0,1,3) -> (1,1,1) = 1, sqrt 2, sqrt 5
+    expected = torch.tensor([[1.0, 2.0, 1.0], [1.0, 2**0.5, 5**0.5]])
+    torch.testing.assert_close(d, expected)
+    with pytest.raises(ValueError, match="targets"):
+        distance_to_targets(ctx, tgt[:, :0], grid)
+    with pytest.raises(ValueError, match=r"\[0, 24\)"):
+        distance_to_targets(ctx + 20, tgt, grid)
+
+
+def setup() -> tuple[JEPA, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + NO_VC)
+    torch.manual_seed(0)
+    model = build.build_model(cfg)
+    clips = torch.randn(4, 3, 4, 32, 32)
+    ctx, tgt = MaskSampler(build.mask_specs(cfg), build.token_grid(cfg))(4, torch.Generator().manual_seed(0))
+    return model, clips, ctx, tgt
+
+
+def test_predictor_returns_context_outputs_without_changing_its_predictions() -> None:
+    model, clips, ctx, tgt = setup()
+    z = model.encoder(clips, masks=ctx[0])
+    plain = model.predictor(z, ctx[0], tgt[0])
+    pred, pred_ctx = model.predictor(z, ctx[0], tgt[0], return_context=True)
+    torch.testing.assert_close(pred, plain, rtol=0, atol=1e-6)
+    assert pred_ctx.shape == (z.shape[0], ctx[0].shape[1], model.encoder.embed_dim)
+
+
+def test_context_term_is_the_weighted_error_at_context_positions() -> None:
+    model, clips, ctx, tgt = setup()
+    h = model.targets(clips)
+    base, _, none = masked_prediction_loss(model.encoder, model.predictor, clips, ctx, tgt, h, 1.0, False)
+    assert none is None
+    loss, _, context = masked_prediction_loss(
+        model.encoder, model.predictor, clips, ctx, tgt, h, 1.0, False, context_weight=0.5
+    )
+    grid = model.encoder.grid_size(4, 32, 32)
+    by_config = []
+    for c, t in zip(ctx, tgt):  # by hand, one config at a time
+        _, out = model.predictor(model.encoder(clips, masks=c), c, t, return_context=True)
+        err = (out - gather_tokens(h, c)).abs().mean(-1)
+        by_config.append((0.5 / distance_to_targets(c, t, grid).sqrt() * err).mean())
+    torch.testing.assert_close(context, torch.stack(by_config).mean())
+    torch.testing.assert_close(loss, base + context)
+    assert context > 0
+
+    jepa = JEPA(model.encoder, model.predictor, model.target_encoder, context_weight=0.5)
+    loss_j, stats = jepa(clips, ctx, tgt)
+    torch.testing.assert_close(loss_j, loss)
+    torch.testing.assert_close(stats["ctx_loss"], context)
+    assert "ctx_loss" not in model(clips, ctx, tgt)[1]
+    with pytest.raises(ValueError, match="context_weight"):
+        JEPA(model.encoder, model.predictor, model.target_encoder, context_weight=-1.0)
+
+
+def test_context_term_trains_the_context_tokens() -> None:
+    """The term reaches the encoder through the context tokens: with it the encoder's gradient
+    changes, the teacher's stays none."""
+    model, clips, ctx, tgt = setup()
+    grads = []
+    for weight in (0.0, 1.0):
+        model.zero_grad()
+        JEPA(model.encoder, model.predictor, model.target_encoder, context_weight=weight)(clips, ctx, tgt)[0].backward()
+        grads.append(model.encoder.blocks[-1].mlp.fc2.weight.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])
+    assert all(p.grad is None for p in model.target_encoder.parameters())
+
+
+def test_pixel_objective_refuses_the_context_term() -> None:
+    cfg = compose_cfg(tiny_experiment(Path("unused"), Path("unused"), 1, "pixel_demo") + ["optim.context_weight=0.5"])
+    with pytest.raises(ValueError, match="context_weight"):
+        build.build_model(cfg)
