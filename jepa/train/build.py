@@ -46,7 +46,7 @@ def predictor_kwargs(m: Any, encoder: VisionTransformer) -> dict[str, Any]:
         num_frames=m.num_frames,
         patch_size=m.patch_size,
         tubelet_size=m.tubelet_size,
-        embed_dim=encoder.embed_dim,
+        embed_dim=encoder.embed_dim * max(1, len(m.pred_levels)),
         predictor_embed_dim=m.pred_embed_dim,
         depth=m.pred_depth,
         num_heads=m.pred_num_heads,
@@ -77,6 +77,7 @@ def build_jepa(cfg: Any) -> JEPA:
         cov_weight=cfg.optim.cov_weight,
         target_layers=cfg.optim.target_layers,
         context_weight=cfg.optim.context_weight,
+        levels=cfg.model.pred_levels,
     )
 
 
@@ -86,6 +87,11 @@ def build_pixel(cfg: Any) -> PixelMAE:
         raise ValueError(
             "optim.var_weight / optim.cov_weight are JEPA terms (against a collapsing teacher); "
             f"objective=pixel has none, got {cfg.optim.var_weight}, {cfg.optim.cov_weight}: set them to 0"
+        )
+    if cfg.model.pred_levels:
+        raise ValueError(
+            f"model.pred_levels is a JEPA option (teacher features of several blocks); objective=pixel has one "
+            f"target, the pixels, got {list(cfg.model.pred_levels)}: set it to []"
         )
     if cfg.optim.context_weight:
         raise ValueError(

@@ -36,6 +36,9 @@ class ModelConfig:
     # Released V-JEPA 2 passes the clip-length group index (0 for one clip length), so all mask
     # configs share mask token 0; True gives each mask config its own token.
     per_config_mask_tokens: bool = False
+    # V-JEPA 2.1's deep self-supervision: encoder blocks (ending at the last) whose outputs the
+    # predictor takes, concatenated, and predicts from the teacher; [] = the last block only.
+    pred_levels: List[int] = field(default_factory=list)
 
 
 @dataclass

@@ -87,6 +87,7 @@ def masked_prediction_loss(
     per_config_mask_tokens: bool,
     first_config: int = 0,
     context_weight: float = 0.0,
+    out_layers: Optional[Sequence[int]] = None,
 ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """Mean over mask configs of ``mean |predictor(encoder(context)) - targets[target idx]|^e / e``.
 
@@ -100,6 +101,7 @@ def masked_prediction_loss(
     context positions regress the targets there too, each token weighted by
     lambda / sqrt(distance to the nearest target token), so the encoder's context tokens must
     keep their local content instead of becoming aggregates that serve only the prediction.
+    `out_layers` are the encoder blocks whose outputs (concatenated) the predictor takes.
     """
     if len(masks_ctx) != len(masks_tgt) or not masks_ctx:
         raise ValueError(
@@ -107,7 +109,7 @@ def masked_prediction_loss(
         )
     losses, context_losses, first = [], [], None
     for i, (ctx_idx, tgt_idx) in enumerate(zip(masks_ctx, masks_tgt)):
-        z = encoder(clips, masks=ctx_idx)
+        z = encoder(clips, masks=ctx_idx, out_layers=out_layers)
         first = z if first is None else first
         mask_index = first_config + i if per_config_mask_tokens else 0
         if context_weight:
@@ -156,7 +158,12 @@ class JEPA(nn.Module):
     global batch (under gradient accumulation they stay statistics of each micro-batch).
     `target_layers` = k > 1 regresses the mean of the last k target blocks (each layer-normed)
     instead of the final output, as data2vec does. `context_weight` > 0 adds V-JEPA 2.1's loss
-    on the context tokens (`masked_prediction_loss`).
+    on the context tokens (`masked_prediction_loss`). `levels` (block numbers ending at the
+    encoder's depth) is V-JEPA 2.1's deep self-supervision: the predictor takes the student's
+    outputs of those blocks, concatenated, and predicts the teacher's (each layer-normed), so
+    intermediate blocks are trained toward targets too; the predictor's `embed_dim` must be
+    the encoder's times the number of levels. Collapse statistics and the variance/covariance
+    terms stay on the last level, the encoder's output.
     """
 
     def __init__(
@@ -170,6 +177,7 @@ class JEPA(nn.Module):
         cov_weight: float = 0.0,
         target_layers: int = 1,
         context_weight: float = 0.0,
+        levels: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if var_weight < 0 or cov_weight < 0:
@@ -182,6 +190,23 @@ class JEPA(nn.Module):
                 f"target_layers must be in [1, {len(target_encoder.blocks)}] (the encoder's blocks), got {target_layers}"
             )
         self.target_layers = target_layers
+        self.levels = tuple(int(k) for k in levels)
+        if self.levels:
+            depth = len(target_encoder.blocks)
+            if list(self.levels) != sorted(set(self.levels)) or self.levels[-1] != depth or self.levels[0] < 1:
+                raise ValueError(
+                    f"levels must be increasing block numbers in 1..{depth} ending at {depth}, got {list(levels)}"
+                )
+            if target_layers != 1:
+                raise ValueError(
+                    f"levels and target_layers > 1 are two kinds of multi-layer target: pick one, got {target_layers}"
+                )
+            width = encoder.embed_dim * len(self.levels)
+            if predictor.embed_dim != width:
+                raise ValueError(
+                    f"{len(self.levels)} levels of {encoder.embed_dim} channels need a predictor embed_dim of {width}, "
+                    f"got {predictor.embed_dim}"
+                )
         self.encoder = encoder
         self.predictor = predictor
         self.target_encoder = target_encoder
@@ -194,6 +219,9 @@ class JEPA(nn.Module):
     @torch.no_grad()
     def targets(self, clips: Tensor) -> Tensor:
         """Layer-normed target-encoder features of the whole clip (no affine, as released)."""
+        if self.levels:
+            h = self.target_encoder(clips, out_layers=self.levels)
+            return torch.cat([F.layer_norm(c, c.shape[-1:]) for c in h.chunk(len(self.levels), dim=-1)], dim=-1)
         if self.target_layers == 1:
             h = self.target_encoder(clips)
             return F.layer_norm(h, h.shape[-1:])
@@ -229,8 +257,10 @@ class JEPA(nn.Module):
         h = self.targets(clips) if targets is None else targets
         loss, first, context = masked_prediction_loss(
             self.encoder, self.predictor, clips, masks_ctx, masks_tgt, h, self.loss_exp, self.per_config_mask_tokens,
-            first_config, self.context_weight,
+            first_config, self.context_weight, self.levels or None,
         )
+        if self.levels:
+            h, first = h[..., -self.encoder.embed_dim :], first[..., -self.encoder.embed_dim :]
         stats = {"feat_std": feature_std(h.detach())}
         if context is not None:
             stats["ctx_loss"] = context.detach()

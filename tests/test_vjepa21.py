@@ -1,5 +1,6 @@
-"""V-JEPA 2.1's dense term: the predictor also regresses the targets at the context positions,
-weighted by lambda / sqrt(distance to the nearest target token)."""
+"""V-JEPA 2.1's two objective changes: the dense term (the predictor also regresses the targets at
+the context positions, weighted by lambda / sqrt(distance to the nearest target token)) and deep
+self-supervision (the predictor reads and predicts several encoder blocks)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import torch
 from jepa.masks.multiblock import MaskSampler
 from jepa.masks.ops import gather_tokens
 from jepa.train import build
-from jepa.train.step import JEPA, distance_to_targets, masked_prediction_loss
+from jepa.train.step import JEPA, distance_to_targets, feature_std, masked_prediction_loss
 from test_collapse import tiny
 from test_pixel import tiny as tiny_experiment
-from test_train import NO_VC, compose_cfg
+from test_train import NO_VC, compose_cfg, tiny_overrides
 
 
 def test_distance_to_targets_on_a_hand_grid() -> None:
@@ -94,3 +95,69 @@ def test_pixel_objective_refuses_the_context_term() -> None:
     cfg = compose_cfg(tiny_experiment(Path("unused"), Path("unused"), 1, "pixel_demo") + ["optim.context_weight=0.5"])
     with pytest.raises(ValueError, match="context_weight"):
         build.build_model(cfg)
+    cfg = compose_cfg(tiny_experiment(Path("unused"), Path("unused"), 1, "pixel_demo") + LEVELS)
+    with pytest.raises(ValueError, match="pred_levels"):
+        build.build_model(cfg)
+
+
+LEVELS = ["model.pred_levels=[6,12]"]  # the test ViT-tiny has 12 blocks
+
+
+def test_levels_targets_are_each_blocks_output_layer_normed() -> None:
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + NO_VC + LEVELS)
+    torch.manual_seed(0)
+    model = build.build_model(cfg)
+    d = model.encoder.embed_dim
+    assert model.levels == (6, 12) and model.predictor.embed_dim == 2 * d
+    clips = torch.randn(2, 3, 4, 32, 32)
+    h = model.targets(clips)
+    assert h.shape[-1] == 2 * d
+    plain = JEPA(model.encoder, build.build_predictor(compose_cfg(tiny(Path("u"), Path("u"), 1)).model, model.encoder),
+                 model.target_encoder)  # fmt: skip
+    torch.testing.assert_close(h[..., d:], plain.targets(clips))  # the last level is the released target
+    first = model.target_encoder(clips, out_layers=[6])
+    torch.testing.assert_close(h[..., :d], torch.nn.functional.layer_norm(first, first.shape[-1:]))
+
+
+def test_levels_keep_statistics_on_the_output() -> None:
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + LEVELS + ["optim.context_weight=0.5"])
+    torch.manual_seed(0)
+    model = build.build_model(cfg)
+    clips = torch.randn(4, 3, 4, 32, 32)
+    ctx, tgt = MaskSampler(build.mask_specs(cfg), build.token_grid(cfg))(4, torch.Generator().manual_seed(0))
+    _, stats = model(clips, ctx, tgt)
+    assert {"feat_std", "ctx_loss", "var_loss", "cov_loss"} <= set(stats)
+    d = model.encoder.embed_dim
+    h = model.targets(clips)[..., d:]
+    torch.testing.assert_close(stats["feat_std"], feature_std(h))
+
+
+@pytest.mark.parametrize(
+    "levels, match",
+    [("[6]", "ending at 12"), ("[12,6]", "increasing"), ("[0,12]", "increasing"), ("[12,12]", "increasing")],
+)
+def test_bad_levels_are_refused(levels: str, match: str) -> None:
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + [f"model.pred_levels={levels}"])
+    with pytest.raises(ValueError, match=match):
+        build.build_model(cfg)
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + LEVELS + ["optim.target_layers=2"])
+    with pytest.raises(ValueError, match="target_layers"):
+        build.build_model(cfg)
+    model = build.build_model(compose_cfg(tiny(Path("unused"), Path("unused"), 1)))
+    with pytest.raises(ValueError, match="embed_dim"):
+        JEPA(model.encoder, model.predictor, model.target_encoder, levels=(6, 12))
+
+
+def test_levels_run_resumes_and_exports_a_plain_encoder(tmp_path: Path) -> None:
+    """A run with levels trains, its checkpoint loads back (predictor of the wider embed_dim)
+    and `load_encoder` returns an encoder whose output is the last level."""
+    from jepa.export.load import load_encoder, load_models
+    from jepa.train.loop import train
+
+    run = tmp_path / "levels"
+    train(compose_cfg(tiny_overrides(run, tmp_path / "cache", steps=2) + LEVELS))
+    models = load_models(run)
+    assert models.predictor.embed_dim == 2 * models.encoder.embed_dim
+    encoder = load_encoder(run)
+    clips = torch.randn(1, 3, 4, 32, 32)
+    assert encoder(clips).shape[-1] == encoder.embed_dim
