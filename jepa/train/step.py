@@ -107,24 +107,25 @@ def masked_prediction_loss(
         raise ValueError(
             f"need one (context, target) pair per mask config, got {len(masks_ctx)} and {len(masks_tgt)}"
         )
+    def powered_error(pred: Tensor, idx: Tensor) -> Tensor:
+        error = torch.abs(pred.to(targets.dtype) - gather_tokens(targets, idx))
+        # x ** 1 is x: skipping the pow for L1 saves a pass and a saved tensor, same values.
+        return error if loss_exp == 1 else error**loss_exp
+
+    grid = encoder.grid_size(*clips.shape[-3:]) if context_weight else None
     losses, context_losses, first = [], [], None
     for i, (ctx_idx, tgt_idx) in enumerate(zip(masks_ctx, masks_tgt)):
         z = encoder(clips, masks=ctx_idx, out_layers=out_layers)
         first = z if first is None else first
         mask_index = first_config + i if per_config_mask_tokens else 0
-        if context_weight:
+        if grid is not None:
             pred, pred_ctx = predictor(z, ctx_idx, tgt_idx, mask_index=mask_index, return_context=True)
-            err = torch.abs(pred_ctx.to(targets.dtype) - gather_tokens(targets, ctx_idx))
-            err = (err if loss_exp == 1 else err**loss_exp).mean(dim=-1) / loss_exp
-            grid = encoder.grid_size(*clips.shape[-3:])
+            err = powered_error(pred_ctx, ctx_idx).mean(dim=-1) / loss_exp
             weight = context_weight / distance_to_targets(ctx_idx, tgt_idx, grid).sqrt().to(err.device)
             context_losses.append((weight * err).mean())
         else:
             pred = predictor(z, ctx_idx, tgt_idx, mask_index=mask_index)
-        target = gather_tokens(targets, tgt_idx)
-        error = torch.abs(pred.to(target.dtype) - target)
-        # x ** 1 is x: skipping the pow for L1 saves a pass and a saved tensor, same values.
-        losses.append(torch.mean(error if loss_exp == 1 else error**loss_exp) / loss_exp)
+        losses.append(torch.mean(powered_error(pred, tgt_idx)) / loss_exp)
     loss = torch.stack(losses).mean()
     if not context_losses:
         return loss, first, None
