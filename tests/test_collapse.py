@@ -16,7 +16,7 @@ from jepa.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from jepa.train.logging import read_metrics
 from jepa.train.loop import train
 from jepa.train.step import JEPA, CollapseMonitor, feature_std, variance_covariance
-from test_train import NO_VC, compose_cfg, tiny_overrides
+from test_train import PLAIN_LOSS, compose_cfg, tiny_overrides
 
 
 def tiny(run_dir: Path, cache: Path, steps: int) -> list[str]:
@@ -101,7 +101,7 @@ def test_variance_covariance_terms_penalise_alike_tokens_not_diverse_ones() -> N
 
 
 def test_jepa_adds_the_terms_only_when_weighted() -> None:
-    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + NO_VC)
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + PLAIN_LOSS)
     torch.manual_seed(0)
     plain = build.build_model(cfg)
     clips = torch.randn(4, 3, 4, 32, 32)

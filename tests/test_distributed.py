@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import NO_VC, compose_cfg, tiny_overrides
+from test_train import PLAIN_LOSS, compose_cfg, tiny_overrides
 
 import jepa
 from jepa.train.checkpoint import find_latest, load_checkpoint
@@ -51,7 +51,7 @@ def run_overrides(run_dir: Path, cache: Path, batch: int, *extra: str) -> list[s
         "trainer.tensorboard=false",
         # The demo's variance/covariance terms are statistics of each micro-batch, so with them
         # on, grad_accum=2 x batch 2 is not 1 x batch 4 (ranks are gathered: the test below).
-        *NO_VC,
+        *PLAIN_LOSS,
         *extra,
     ]
 

@@ -180,19 +180,20 @@ def test_every_experiment_composes_and_builds_on_meta(experiment: str) -> None:
     json.dumps(OmegaConf.to_container(cfg, resolve=False))
 
 
-# The demo's variance/covariance terms off, for tests of mechanics they would perturb.
-NO_VC = ["optim.var_weight=0", "optim.cov_weight=0"]
+# The demo's terms beyond the released L1 (variance/covariance, context) off, for tests of
+# mechanics they would perturb.
+PLAIN_LOSS = ["optim.var_weight=0", "optim.cov_weight=0", "optim.context_weight=0"]
 
 
 @pytest.mark.parametrize(
     "extra, exact",
     [
-        (["mask=vjepa2", *NO_VC], True),
-        (["mask=vjepa2", "model.per_config_mask_tokens=true", *NO_VC], True),
+        (["mask=vjepa2", *PLAIN_LOSS], True),
+        (["mask=vjepa2", "model.per_config_mask_tokens=true", *PLAIN_LOSS], True),
         # Three configs, or gradient accumulation: sums of more than two terms regroup.
         (["trainer.grad_accum=2", "model.per_config_mask_tokens=true"], False),
         # The demo's variance/covariance terms ride on config 0's call, weighted by the config count.
-        (["mask=vjepa2"], False),
+        (["mask=vjepa2", "optim.context_weight=0"], False),
         # V-JEPA 2.1's context term is per config, so it splits with them.
         (["mask=vjepa2", "optim.context_weight=0.5"], False),
     ],

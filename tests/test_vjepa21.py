@@ -15,7 +15,7 @@ from jepa.train import build
 from jepa.train.step import JEPA, distance_to_targets, feature_std, masked_prediction_loss
 from test_collapse import tiny
 from test_pixel import tiny as tiny_experiment
-from test_train import NO_VC, compose_cfg, tiny_overrides
+from test_train import PLAIN_LOSS, compose_cfg, tiny_overrides
 
 
 def test_distance_to_targets_on_a_hand_grid() -> None:
@@ -34,7 +34,7 @@ def test_distance_to_targets_on_a_hand_grid() -> None:
 
 
 def setup() -> tuple[JEPA, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + NO_VC)
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + PLAIN_LOSS)
     torch.manual_seed(0)
     model = build.build_model(cfg)
     clips = torch.randn(4, 3, 4, 32, 32)
@@ -104,7 +104,7 @@ LEVELS = ["model.pred_levels=[6,12]"]  # the test ViT-tiny has 12 blocks
 
 
 def test_levels_targets_are_each_blocks_output_layer_normed() -> None:
-    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + NO_VC + LEVELS)
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + PLAIN_LOSS + LEVELS)
     torch.manual_seed(0)
     model = build.build_model(cfg)
     d = model.encoder.embed_dim
