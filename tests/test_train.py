@@ -209,7 +209,13 @@ def test_backward_per_mask_gives_the_same_run(tmp_path: Path, cache: Path, extra
         run = tmp_path / f"per_mask_{per_mask}"
         train(compose_cfg(tiny_overrides(run, cache, steps=4) + extra + [f"trainer.backward_per_mask={per_mask}"]))
         runs[per_mask] = run
-    losses = [[r["loss"] for r in read_metrics(runs[flag])] for flag in (True, False)]
+    records = [read_metrics(runs[flag]) for flag in (True, False)]
+    losses = [[r["loss"] for r in rs] for rs in records]
+    # Both log the same statistics (per-config ones averaged over the configs in both modes).
+    stats = [{k: [r[k] for r in rs] for k in rs[0] if k.endswith(("_loss", "feat_std"))} for rs in records]
+    assert stats[0].keys() == stats[1].keys()
+    for key in stats[0]:
+        assert stats[0][key] == pytest.approx(stats[1][key], rel=1e-5), key
     a, b = load_models(runs[True]), load_models(runs[False])
     pairs = [(f"{name}.{key}", x, y) for name in ("encoder", "predictor", "target_encoder")
              for (key, x), y in zip(getattr(a, name).state_dict().items(), getattr(b, name).state_dict().values(), strict=True)]  # fmt: skip

@@ -12,6 +12,7 @@ import torch
 from jepa.masks.multiblock import MaskSampler
 from jepa.masks.ops import gather_tokens
 from jepa.train import build
+from jepa.train.logging import read_metrics
 from jepa.train.step import JEPA, distance_to_targets, feature_std, masked_prediction_loss
 from test_collapse import tiny
 from test_pixel import tiny as tiny_experiment
@@ -161,3 +162,38 @@ def test_levels_run_resumes_and_exports_a_plain_encoder(tmp_path: Path) -> None:
     encoder = load_encoder(run)
     clips = torch.randn(1, 3, 4, 32, 32)
     assert encoder(clips).shape[-1] == encoder.embed_dim
+
+
+def test_context_warmup_ramps_the_weight_and_scales_the_first_step(tmp_path: Path) -> None:
+    """With a warm-up of n steps the weight at step s is lambda (s + 1) / n, logged as ctx_weight;
+    at step 0 (same weights, same masks) the context term is the unwarmed one divided by n."""
+    from jepa.train.loop import train
+    from jepa.train.schedules import Ramp
+
+    assert [Ramp(0.5, 4)(s) for s in range(6)] == [0.125, 0.25, 0.375, 0.5, 0.5, 0.5]
+    assert Ramp(0.5, 0)(0) == 0.5
+    root = tmp_path
+    base = tiny(root / "plain", root / "cache", 5) + ["optim.context_weight=0.5"]
+    train(compose_cfg(base))
+    train(compose_cfg([*base, f"run_dir={root / 'warm'}", "optim.context_warmup_steps=4"]))
+    plain, warm = read_metrics(root / "plain"), read_metrics(root / "warm")
+    assert [r["ctx_weight"] for r in warm] == [0.125, 0.25, 0.375, 0.5, 0.5]
+    assert "ctx_weight" not in plain[0]
+    assert warm[0]["ctx_loss"] == pytest.approx(plain[0]["ctx_loss"] / 4, rel=1e-5)
+    assert warm[0]["loss"] == pytest.approx(plain[0]["loss"] - 0.75 * plain[0]["ctx_loss"], rel=1e-5)
+    assert warm[-1]["loss"] != pytest.approx(plain[-1]["loss"], rel=1e-5)  # the ramp changed the run
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["optim.context_weight=0", "optim.context_warmup_steps=10"], "context_weight is 0"),
+        (["optim.context_weight=0.5", "optim.context_warmup_steps=-1"], "context_warmup_steps must be"),
+    ],
+)
+def test_bad_context_warmup_is_refused_before_any_work(tmp_path: Path, extra: list[str], match: str) -> None:
+    from jepa.train.loop import train
+
+    with pytest.raises(ValueError, match=match):
+        train(compose_cfg(tiny(tmp_path / "run", tmp_path / "cache", 1) + extra))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()

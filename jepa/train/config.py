@@ -129,6 +129,9 @@ class OptimConfig:
     # V-JEPA 2.1's dense term: the predictor also regresses the targets at the context positions,
     # weighted by context_weight / sqrt(distance to the nearest target token); 0 = V-JEPA 2.
     context_weight: float = 0.0
+    # Steps over which that weight ramps linearly from context_weight / n to context_weight
+    # (V-JEPA 2.1 warms it up so it does not hurt global features early); 0 = full from step 0.
+    context_warmup_steps: int = 0
     # The predictor's lr as a multiple of the encoder's (same schedule): a predictor that is
     # still random back-propagates noise into the encoder, so it may learn faster; 1 = released.
     predictor_lr_scale: float = 1.0

@@ -36,7 +36,7 @@ from jepa.train.checkpoint import (
 )
 from jepa.train.distributed import apply_slurm_env
 from jepa.train.logging import JsonlMetrics
-from jepa.train.schedules import Cosine, Linear, WarmupDecay
+from jepa.train.schedules import Cosine, Linear, Ramp, WarmupDecay
 from jepa.train.step import CollapseMonitor
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,19 @@ class NonFiniteLossError(RuntimeError):
     """Raised after too many consecutive non-finite losses; no checkpoint is written for them."""
 
 
-def _schedules(cfg: Any) -> tuple[WarmupDecay, Cosine, Linear]:
+def _schedules(cfg: Any) -> tuple[WarmupDecay, Cosine, Linear, Ramp]:
     o, total = cfg.optim, cfg.trainer.max_steps
     lr = WarmupDecay(start=o.start_lr, peak=o.lr, final=o.final_lr, warmup=o.warmup_steps, total=total, shape=o.decay)
     wd = Cosine(start=o.weight_decay, final=o.final_weight_decay, total=total)
     ema = Linear(start=o.ema[0], final=o.ema[1], total=total)
-    return lr, wd, ema
+    if o.context_warmup_steps < 0:
+        raise ValueError(f"optim.context_warmup_steps must be >= 0, got {o.context_warmup_steps}")
+    if o.context_warmup_steps and not o.context_weight:
+        raise ValueError(
+            f"optim.context_warmup_steps={o.context_warmup_steps} warms up the context term, "
+            "but optim.context_weight is 0 (the term is off): set the weight or drop the warm-up"
+        )
+    return lr, wd, ema, Ramp(o.context_weight, o.context_warmup_steps)
 
 
 def load_for_new_shape(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
@@ -119,6 +126,7 @@ def make_accelerator(cfg: Any) -> Accelerator:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run (or resume) pretraining as configured; returns a summary of the run."""
     cfg = validate_config(cfg)
+    lr_s, wd_s, ema_s, ctx_s = _schedules(cfg)  # first: they refuse bad values before any work
     t = cfg.trainer
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -199,7 +207,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     else:
         torch.manual_seed(cfg.seed + rank)
 
-    lr_s, wd_s, ema_s = _schedules(cfg)
     # Only an objective with an EMA teacher logs its momentum (the pixel baseline has none).
     has_teacher = hasattr(core, "target_encoder")
     collapse = CollapseMonitor(t.collapse_threshold)
@@ -258,6 +265,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         for step in range(start_step, t.max_steps):
             t0 = time.perf_counter()
             lr, wd, momentum = lr_s(step), wd_s(step), ema_s(step)
+            if cfg.optim.context_warmup_steps:
+                core.context_weight = ctx_s(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
                 if group.get("apply_wd", False):
@@ -280,14 +289,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                     n = len(masks_ctx)
                     with accelerator.autocast():
                         targets = core.targets(clips)
-                    config_losses = []
+                    config_losses, config_stats = [], []
                     for i in range(n):
                         with grad_sync(last_micro and i == n - 1), accelerator.autocast():
                             loss_i, stats_i = model(clips, masks_ctx[i : i + 1], masks_tgt[i : i + 1], targets, i, n)
                             accelerator.backward(loss_i / n / t.grad_accum)
                         config_losses.append(loss_i.detach())
-                        stats = stats_i if i == 0 else stats
+                        config_stats.append(stats_i)
                     loss = torch.stack(config_losses).mean()
+                    # As one call reports them: per-config statistics (ctx_loss) averaged over the
+                    # configs; those of config 0's call only (var_loss, cov_loss) and those of
+                    # the whole clip (feat_std) as they are.
+                    stats = {
+                        key: torch.stack([s[key] for s in config_stats if key in s]).mean() for key in config_stats[0]
+                    }
                 else:
                     with grad_sync(last_micro), accelerator.autocast():
                         loss, stats = model(clips, masks_ctx, masks_tgt)
@@ -334,6 +349,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             }
             if has_teacher:
                 record["ema"] = momentum
+            if cfg.optim.context_warmup_steps:
+                record["ctx_weight"] = core.context_weight
             if grad_norm is not None:
                 record["grad_norm"] = float(grad_norm)
             if accelerator.is_main_process:
