@@ -167,16 +167,15 @@ def test_levels_run_resumes_and_exports_a_plain_encoder(tmp_path: Path) -> None:
 def test_context_warmup_ramps_the_weight_and_scales_the_first_step(tmp_path: Path) -> None:
     """With a warm-up of n steps the weight at step s is lambda (s + 1) / n, logged as ctx_weight;
     at step 0 (same weights, same masks) the context term is the unwarmed one divided by n."""
-    from jepa.train.loop import train
-    from jepa.train.schedules import Ramp
+    from jepa.train.loop import _schedules, train
 
-    assert [Ramp(0.5, 4)(s) for s in range(6)] == [0.125, 0.25, 0.375, 0.5, 0.5, 0.5]
-    assert Ramp(0.5, 0)(0) == 0.5
-    root = tmp_path
-    base = tiny(root / "plain", root / "cache", 5) + ["optim.context_weight=0.5"]
+    base = tiny(tmp_path / "plain", tmp_path / "cache", 5) + ["optim.context_weight=0.5"]
+    ramp = _schedules(compose_cfg([*base, "optim.context_warmup_steps=4"]))[3]
+    assert [ramp(s) for s in range(6)] == [0.125, 0.25, 0.375, 0.5, 0.5, 0.5]
+    assert _schedules(compose_cfg(base))[3](0) == 0.5
     train(compose_cfg(base))
-    train(compose_cfg([*base, f"run_dir={root / 'warm'}", "optim.context_warmup_steps=4"]))
-    plain, warm = read_metrics(root / "plain"), read_metrics(root / "warm")
+    train(compose_cfg([*base, f"run_dir={tmp_path / 'warm'}", "optim.context_warmup_steps=4"]))
+    plain, warm = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "warm")
     assert [r["ctx_weight"] for r in warm] == [0.125, 0.25, 0.375, 0.5, 0.5]
     assert "ctx_weight" not in plain[0]
     assert warm[0]["ctx_loss"] == pytest.approx(plain[0]["ctx_loss"] / 4, rel=1e-5)

@@ -36,7 +36,7 @@ from jepa.train.checkpoint import (
 )
 from jepa.train.distributed import apply_slurm_env
 from jepa.train.logging import JsonlMetrics
-from jepa.train.schedules import Cosine, Linear, Ramp, WarmupDecay
+from jepa.train.schedules import Cosine, Linear, WarmupDecay
 from jepa.train.step import CollapseMonitor
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class NonFiniteLossError(RuntimeError):
     """Raised after too many consecutive non-finite losses; no checkpoint is written for them."""
 
 
-def _schedules(cfg: Any) -> tuple[WarmupDecay, Cosine, Linear, Ramp]:
+def _schedules(cfg: Any) -> tuple[WarmupDecay, Cosine, Linear, WarmupDecay]:
     o, total = cfg.optim, cfg.trainer.max_steps
     lr = WarmupDecay(start=o.start_lr, peak=o.lr, final=o.final_lr, warmup=o.warmup_steps, total=total, shape=o.decay)
     wd = Cosine(start=o.weight_decay, final=o.final_weight_decay, total=total)
@@ -58,7 +58,11 @@ def _schedules(cfg: Any) -> tuple[WarmupDecay, Cosine, Linear, Ramp]:
             f"optim.context_warmup_steps={o.context_warmup_steps} warms up the context term, "
             "but optim.context_weight is 0 (the term is off): set the weight or drop the warm-up"
         )
-    return lr, wd, ema, Ramp(o.context_weight, o.context_warmup_steps)
+    # The context weight's warm-up, lambda (step + 1) / n up to lambda: it starts at lambda / n,
+    # never 0, because a weight of 0 switches the term off and its statistic would log only sometimes.
+    n = max(1, o.context_warmup_steps)
+    ctx = WarmupDecay(start=o.context_weight / n, peak=o.context_weight, final=o.context_weight, warmup=n - 1, total=total)
+    return lr, wd, ema, ctx
 
 
 def load_for_new_shape(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:

@@ -66,17 +66,3 @@ class Linear:
         progress = min(1.0, step / max(1, self.total - 1))
         return self.start + (self.final - self.start) * progress
 
-
-@dataclass(frozen=True)
-class Ramp:
-    """``value * (step + 1) / steps`` until it reaches ``value`` (the context term's warm-up).
-
-    Never exactly 0, unlike a warmup from 0: a weight of 0 switches a loss term off, and a
-    term that is on at some steps and off at others would log its statistic only sometimes.
-    """
-
-    value: float
-    steps: int
-
-    def __call__(self, step: int) -> float:
-        return self.value * min(1.0, (step + 1) / max(1, self.steps))
