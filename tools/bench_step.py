@@ -24,6 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from jepa.masks.multiblock import VJEPA2_DEFAULT, MaskSampler
 from jepa.masks.ops import gather_tokens
+from jepa.models import cpu_attention
 from jepa.models.layers import compile_blocks
 from jepa.models.registry import create_encoder, create_predictor
 from jepa.train.build import param_groups
@@ -54,6 +55,8 @@ def parse() -> argparse.Namespace:
                    help="tubelet embedding path (auto: matmul on CUDA, Conv3d elsewhere)")
     p.add_argument("--sdpa", default="auto", choices=["auto", "flash", "cudnn", "efficient", "math"],
                    help="on CUDA, the only attention kernel SDPA may use (auto: PyTorch's choice)")
+    p.add_argument("--cpu-attention", default="auto", choices=["auto", "off"],
+                   help="off: PyTorch's SDPA for bf16 on CPU too, instead of jepa.models.cpu_attention")
     p.add_argument("--mask-pool", type=int, default=0, metavar="K",
                    help="cycle through K mask draws instead of a fresh draw per step: the steady state of a "
                         "long run, where compiled graphs and cuDNN attention plans for the token counts exist")
@@ -88,6 +91,7 @@ def main() -> None:
     if device.type == "cuda" and a.sdpa != "auto":
         for name in ("flash", "cudnn", "efficient", "math"):
             getattr(torch.backends.cuda, f"enable_{'mem_' * (name == 'efficient')}{name}_sdp")(name == a.sdpa)
+    cpu_attention.enabled = a.cpu_attention == "auto"
     if a.patch_embed != "auto":
         enc.patch_embed.matmul = a.patch_embed == "matmul"
     model = JEPA(enc, pred, copy.deepcopy(enc)).to(device)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from jepa.models.cpu_attention import cpu_attention, use_cpu_attention
 from jepa.models.rope import RoPE3D
 
 NORM_EPS = 1e-6
@@ -93,6 +94,14 @@ class _GeluLinear(torch.autograd.Function):
         return grad_h, grad_weight, grad_bias
 
 
+def attend(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+    """Scaled dot-product attention of (B, H, N, d) tensors by the fastest kernel for them:
+    bf16 GEMMs on CPU (jepa.models.cpu_attention), PyTorch's SDPA everywhere else."""
+    if use_cpu_attention(q):
+        return cpu_attention(q, k, v, attn_mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+
+
 def _split_heads(dim: int, num_heads: int) -> int:
     if num_heads <= 0 or dim % num_heads:
         raise ValueError(f"dim {dim} must be a positive multiple of num_heads {num_heads}")
@@ -100,7 +109,7 @@ def _split_heads(dim: int, num_heads: int) -> int:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through SDPA, with optional 3D RoPE on queries and keys."""
+    """Multi-head self-attention (`attend`), with optional 3D RoPE on queries and keys."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, rope: Optional[RoPE3D] = None) -> None:
         super().__init__()
@@ -135,7 +144,7 @@ class Attention(nn.Module):
                 # q and k are new tensors now; a view v would keep the whole qkv output alive
                 # for backward (3 x dim per token), a copy keeps 1 x dim.
                 v = v.contiguous()
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        x = attend(q, k, v, attn_mask)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
@@ -187,7 +196,7 @@ class CrossAttention(nn.Module):
         b, nq, c = q.shape
         q = self.q(q).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
         k, v = self.kv(x).unflatten(-1, (2, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = attend(q, k, v, attn_mask)
         return out.transpose(1, 2).reshape(b, nq, c)
 
 
