@@ -27,7 +27,7 @@ from jepa.masks.ops import gather_tokens
 from jepa.models import cpu_attention
 from jepa.models.layers import compile_blocks
 from jepa.models.registry import create_encoder, create_predictor
-from jepa.train.build import param_groups
+from jepa.train.build import adamw, param_groups
 from jepa.train.flops import step_flops
 from jepa.train.step import JEPA
 
@@ -97,7 +97,7 @@ def main() -> None:
     model = JEPA(enc, pred, copy.deepcopy(enc)).to(device)
     if a.compile:
         compile_blocks(model, a.compile_mode)
-    opt = torch.optim.AdamW(param_groups(model), lr=1e-4, weight_decay=0.04, foreach=True)
+    opt = adamw(param_groups(model), lr=1e-4, weight_decay=0.04)
     grid = enc.grid_size(a.frames, a.img, a.img)
     sampler = MaskSampler(VJEPA2_DEFAULT, grid)
     clips = torch.randn(a.batch, 3, a.frames, a.img, a.img, device=device)

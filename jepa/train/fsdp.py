@@ -196,9 +196,21 @@ def check_optimizer_groups(saved: Mapping[str, Any], optimizer: torch.optim.Opti
         )
 
 
+# Options that say how a step is computed, not what the state is: kept from this run's optimizer
+# on resume (torch's load_state_dict would take the saved ones, e.g. an older run's unfused AdamW).
+_KERNEL_OPTIONS = ("fused", "foreach")
+
+
 def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
     """Load a saved optimizer state of either kind into a sharded or unsharded model's optimizer."""
     check_optimizer_groups(state, optimizer)
+    state = {
+        **state,
+        "param_groups": [
+            {**saved, **{k: own[k] for k in _KERNEL_OPTIONS if k in own}}
+            for saved, own in zip(state["param_groups"], optimizer.param_groups)
+        ],
+    }
     if not is_sharded(model) and not is_named_optimizer_state(state):
         optimizer.load_state_dict(dict(state))
         return

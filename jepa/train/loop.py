@@ -169,8 +169,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if t.fsdp:
         # Shard before the optimizer is built: FSDP replaces the parameters with sharded ones.
         model = fsdp.shard_jepa(model, accelerator.device, t.mixed_precision)
-    optimizer = torch.optim.AdamW(
+    optimizer = build.adamw(
         build.param_groups(model, cfg.optim.predictor_lr_scale),
+        sharded=t.fsdp,
         lr=cfg.optim.start_lr,
         betas=tuple(cfg.optim.betas),
         eps=cfg.optim.eps,
