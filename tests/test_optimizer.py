@@ -1,5 +1,5 @@
-"""The trainer's AdamW (fused kernel where torch has one) and resume keeping this run's kernel
-choice."""
+"""The trainer's AdamW (fused kernel where torch has one), resume keeping this run's kernel
+choice, and the bound on oneDNN's primitive cache."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from jepa.train import build, fsdp
+from jepa.train import build, fsdp, onednn
 
 
 def model() -> nn.Module:
@@ -62,3 +62,9 @@ def test_resume_keeps_this_runs_kernel_and_the_saved_state(saved_fused: bool) ->
             assert all(torch.equal(loaded[i][k], v) for k, v in state.items())
         one_step(m, reader)
 
+
+def test_onednn_cache_bound_leaves_a_users_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(onednn.ENV, raising=False)
+    assert onednn.bound_primitive_cache() == str(onednn.CAPACITY)
+    monkeypatch.setenv(onednn.ENV, "7")
+    assert onednn.bound_primitive_cache() == "7"

@@ -27,6 +27,7 @@ from jepa.masks.ops import gather_tokens
 from jepa.models import cpu_attention
 from jepa.models.layers import compile_blocks
 from jepa.models.registry import create_encoder, create_predictor
+from jepa.train import onednn
 from jepa.train.build import adamw, param_groups
 from jepa.train.flops import step_flops
 from jepa.train.step import JEPA
@@ -80,6 +81,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def main() -> None:
     a = parse()
+    onednn.bound_primitive_cache()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     device = torch.device(a.device)

@@ -24,7 +24,7 @@ from jepa.data.transforms import normalize_clip
 from jepa.masks.collate import batch_seed
 from jepa.masks.multiblock import MaskSampler
 from jepa.models.layers import compile_blocks
-from jepa.train import build, fsdp
+from jepa.train import build, fsdp, onednn
 from jepa.train.config import validate_config
 from jepa.train.checkpoint import (
     find_latest,
@@ -132,6 +132,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     cfg = validate_config(cfg)
     lr_s, wd_s, ema_s, ctx_s = _schedules(cfg)  # first: they refuse bad values before any work
     t = cfg.trainer
+    onednn.bound_primitive_cache()
     if t.threads:
         torch.set_num_threads(t.threads)
     run_dir = Path(cfg.run_dir)
