@@ -4,6 +4,7 @@ config validation, every shipped experiment composes and builds."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -147,6 +148,27 @@ def test_loss_goes_down_quickly(tmp_path: Path, cache: Path) -> None:
     losses = [r["loss"] for r in read_metrics(tmp_path / "run")]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5, losses
     assert summary["end_step"] == 30
+
+
+def test_bf16_on_cpu_learns_through_the_cpu_attention_kernel(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`trainer.mixed_precision=bf16` on CPU: accelerate's autocast, bf16 attention by
+    jepa.models.cpu_attention in encoder and predictor, and the loss still goes down. The fp32
+    run first, in the same process, is what a notebook does (accelerate's per-process state
+    refused the second precision until the trainer dropped it)."""
+    from jepa.models import layers
+
+    calls = []
+    kernel = layers.cpu_attention
+    monkeypatch.setattr(layers, "cpu_attention", lambda *a: calls.append(a[0].shape) or kernel(*a))
+    overrides = ["trainer.ckpt_every=0", "trainer.tensorboard=false"]
+    train(compose_cfg(tiny_overrides(tmp_path / "fp32", cache, steps=1) + overrides))
+    assert not calls
+    train(compose_cfg(tiny_overrides(tmp_path / "run", cache, steps=30) + overrides + ["trainer.mixed_precision=bf16"]))
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run")]
+    assert all(map(math.isfinite, losses)) and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5, losses
+    assert calls, "bf16 attention on CPU did not go through cpu_attention"
 
 
 @pytest.mark.parametrize("override", ["model.not_a_key=1", "optim.lr=fast", "trainer=nonexistent"])

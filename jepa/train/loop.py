@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -118,6 +119,12 @@ def make_accelerator(cfg: Any) -> Accelerator:
     # choice) fails inside DDP when the first step runs under `no_sync` (grad_accum > 1), so
     # unused parameters are searched for instead: one graph walk per step.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    # accelerate keeps one AcceleratorState per process and refuses a second Accelerator with
+    # another mixed precision. `train` may run again in one process (a notebook, a sweep) with
+    # another trainer.mixed_precision, so a state that disagrees is dropped; the process group
+    # (PartialState) stays, and a state that agrees is left alone.
+    if AcceleratorState._shared_state.get("_mixed_precision", t.mixed_precision) != t.mixed_precision:
+        AcceleratorState._reset_state()
     return Accelerator(
         cpu=use_cpu,
         mixed_precision=t.mixed_precision,
