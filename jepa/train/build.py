@@ -255,4 +255,3 @@ def adamw(groups: list[dict[str, Any]], sharded: bool = False, **options: Any) -
         except RuntimeError:  # a device (or torch build) without the fused kernel
             pass
     return torch.optim.AdamW(groups, **options)
-

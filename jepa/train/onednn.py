@@ -4,8 +4,8 @@ On CPU, bf16 matmuls and convolutions (and fp32 convolutions) run through oneDNN
 each kernel it builds in an LRU cache of 1024 primitives keyed by shape. The JEPA step's
 token counts change with every mask draw, so few entries are ever reused and the cache only
 grows: on the dev machine it held ~110 MB of a ViT-S bf16 step's 1.75 GB peak after 7 steps,
-more in a long run. A cap of 32 (16 and 64 measured alike) kept the step's speed with fresh masks and with a fixed mask
-set alike (docs/benchmarks.md), where capacity 0 (no cache) was 2.3x slower.
+more in a long run. Caps of 16, 32 and 64 kept the step's speed, with fresh masks and with one
+fixed mask set (docs/benchmarks.md); capacity 0 (no cache) was 2.3x slower.
 """
 
 from __future__ import annotations
