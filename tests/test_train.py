@@ -84,6 +84,22 @@ def test_cli_tiny_run(tmp_path: Path, cache: Path) -> None:
     assert (run_dir / "config.yaml").is_file()
     assert list((run_dir / "tb").rglob("events.out.tfevents.*")), "TensorBoard event file missing"
     assert "done: steps 0->4" in out.stdout
+    # What the run computes with, printed once at start.
+    setup = next(line for line in out.stdout.splitlines() if "setup: 1 process on cpu" in line)
+    for part in ("precision no", "attention SDPA", "AdamW fused", "loader workers 0", "decoder pyav", "primitive cache 32"):
+        assert part in setup, setup
+
+
+def test_num_workers_null_is_one_per_core_minus_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert build.loader_workers(None) == 5 and build.loader_workers(3) == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert build.loader_workers(None) == 2
+    with pytest.raises(ValueError, match="num_workers"):
+        build.loader_workers(-1)
+    for data in ("manifest", "vjepa2_mix"):
+        assert compose_cfg([f"data={data}"]).data.num_workers is None
 
 
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path, cache: Path) -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from jepa.data.dataset import VideoDataset
-from jepa.data.loader import build_pretrain_loader
+from jepa.data.loader import build_pretrain_loader, default_num_workers
 from jepa.data.manifest import read_manifest
 from jepa.data.mixing import MixedDataset
 from jepa.data.shards import ShardDataset, build_stream_loader
@@ -194,16 +194,26 @@ def build_dataset(cfg: Any) -> torch.utils.data.Dataset:
     return MixedDataset(datasets, [w for _, w, _ in sources], seed=cfg.seed)
 
 
+def loader_workers(num_workers: int | None) -> int:
+    """`data.num_workers`, with None meaning one per core this process may use minus one."""
+    if num_workers is None:
+        return default_num_workers()
+    if num_workers < 0:
+        raise ValueError(f"data.num_workers must be >= 0 or null (one per core), got {num_workers}")
+    return num_workers
+
+
 def build_loader(
     cfg: Any, dataset: torch.utils.data.Dataset, rank: int, world_size: int, start_sample: int
 ) -> torch.utils.data.DataLoader:
     """This rank's endless batch loader, resuming after `start_sample` samples of all ranks."""
     d = cfg.data
+    workers = loader_workers(d.num_workers)
     if d.stream_shards:
         return build_stream_loader(
             dataset,
             batch_size=d.batch_size,
-            num_workers=d.num_workers,
+            num_workers=workers,
             seed=cfg.seed,
             rank=rank,
             world_size=world_size,
@@ -212,7 +222,7 @@ def build_loader(
     return build_pretrain_loader(
         dataset,
         batch_size=d.batch_size,
-        num_workers=d.num_workers,
+        num_workers=workers,
         seed=cfg.seed,
         rank=rank,
         world_size=world_size,

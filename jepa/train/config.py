@@ -75,7 +75,8 @@ class DataConfig:
     crop_aspect: List[float] = field(default_factory=lambda: [0.75, 1.35])
     hflip: bool = True
     backend: str = "auto"
-    num_workers: int = 0
+    # None: one per core this process may use, minus one for the training loop (at most 16).
+    num_workers: Optional[int] = 0
     short_video: str = "pad"
     # Read tar shards front to back, dealt to (rank, worker) slots (webdataset-style), instead
     # of by random access. Needs one source of kind "shards"; resumes exactly only with the

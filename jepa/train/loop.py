@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,8 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from jepa.data.transforms import normalize_clip
+from jepa.data.video import resolve_backend
 from jepa.masks.collate import batch_seed
 from jepa.masks.multiblock import MaskSampler
+from jepa.models import cpu_attention
 from jepa.models.layers import compile_blocks
 from jepa.train import build, fsdp, onednn
 from jepa.train.config import validate_config
@@ -134,6 +137,25 @@ def make_accelerator(cfg: Any) -> Accelerator:
     )
 
 
+def describe_setup(cfg: Any, device: torch.device, world: int, optimizer: Any, loader: Any) -> str:
+    """One line of what the run computes with, the first thing to check when a run is slow."""
+    t, d = cfg.trainer, cfg.data
+    cpu_bf16 = device.type == "cpu" and t.mixed_precision == "bf16" and cpu_attention.enabled
+    parts = [
+        f"{world} process{'es' * (world > 1)} on {device}, torch threads {torch.get_num_threads()}",
+        f"precision {t.mixed_precision}",
+        f"attention {'jepa cpu_attention' if cpu_bf16 else 'SDPA'}",
+        f"AdamW {'fused' if all(g.get('fused') for g in optimizer.param_groups) else 'unfused'}",
+        f"loader workers {loader.num_workers}{' (auto)' if d.num_workers is None else ''}"
+        + (f", prefetch {loader.prefetch_factor}" if loader.num_workers else "")
+        + f", pin_memory {loader.pin_memory}",
+        f"decoder {resolve_backend(d.backend)}",
+    ]
+    if device.type == "cpu":
+        parts.append(f"oneDNN primitive cache {os.environ.get(onednn.ENV, 'default')}")
+    return "setup: " + "; ".join(parts)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run (or resume) pretraining as configured; returns a summary of the run."""
     cfg = validate_config(cfg)
@@ -215,6 +237,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     per_step = cfg.data.batch_size * world * t.grad_accum
     loader = build.build_loader(cfg, dataset, rank, world, start_sample=start_step * per_step)
     batches = _infinite(loader)
+    if accelerator.is_main_process:
+        log.info(describe_setup(cfg, accelerator.device, world, optimizer, loader))
     if state is not None:
         set_rng_state(state["rng"])
     else:
