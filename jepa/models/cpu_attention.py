@@ -32,9 +32,9 @@ GROUP_ELEMENTS = 1 << 20
 enabled = True
 
 
-def use_cpu_attention(q: Tensor) -> bool:
-    """Whether `cpu_attention` is the faster kernel for these inputs (bf16 on CPU)."""
-    return enabled and q.device.type == "cpu" and q.dtype == torch.bfloat16
+def use_cpu_attention(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether `cpu_attention` is the faster kernel for inputs of this device and dtype (bf16 on CPU)."""
+    return enabled and device.type == "cpu" and dtype == torch.bfloat16
 
 
 # Kept out of torch.compile graphs: tracing the group loop specialised on every token count and

@@ -97,7 +97,7 @@ class _GeluLinear(torch.autograd.Function):
 def attend(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
     """Scaled dot-product attention of (B, H, N, d) tensors by the fastest kernel for them:
     bf16 GEMMs on CPU (jepa.models.cpu_attention), PyTorch's SDPA everywhere else."""
-    if use_cpu_attention(q):
+    if use_cpu_attention(q.device, q.dtype):
         return cpu_attention(q, k, v, attn_mask)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
 

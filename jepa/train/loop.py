@@ -26,7 +26,7 @@ from jepa.data.transforms import normalize_clip
 from jepa.data.video import resolve_backend
 from jepa.masks.collate import batch_seed
 from jepa.masks.multiblock import MaskSampler
-from jepa.models import cpu_attention
+from jepa.models.cpu_attention import use_cpu_attention
 from jepa.models.layers import compile_blocks
 from jepa.train import build, fsdp, onednn
 from jepa.train.config import validate_config
@@ -140,11 +140,11 @@ def make_accelerator(cfg: Any) -> Accelerator:
 def describe_setup(cfg: Any, device: torch.device, world: int, optimizer: Any, loader: Any) -> str:
     """One line of what the run computes with, the first thing to check when a run is slow."""
     t, d = cfg.trainer, cfg.data
-    cpu_bf16 = device.type == "cpu" and t.mixed_precision == "bf16" and cpu_attention.enabled
+    compute = torch.bfloat16 if t.mixed_precision == "bf16" else torch.float32  # fp16 never picks the CPU kernel
     parts = [
         f"{world} process{'es' * (world > 1)} on {device}, torch threads {torch.get_num_threads()}",
         f"precision {t.mixed_precision}",
-        f"attention {'jepa cpu_attention' if cpu_bf16 else 'SDPA'}",
+        f"attention {'jepa cpu_attention' if use_cpu_attention(device, compute) else 'SDPA'}",
         f"AdamW {'fused' if all(g.get('fused') for g in optimizer.param_groups) else 'unfused'}",
         f"loader workers {loader.num_workers}{' (auto)' if d.num_workers is None else ''}"
         + (f", prefetch {loader.prefetch_factor}" if loader.num_workers else "")
