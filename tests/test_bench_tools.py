@@ -3,6 +3,7 @@ speed itself is never asserted, docs/benchmarks.md records it)."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,35 @@ def test_bench_attention_prints_both_kernels() -> None:
     rows = [line.split() for line in out.splitlines() if line.startswith("context")]
     assert [r[-3] for r in rows] == ["sdpa", "2^18", "2^20"], out
     assert all(float(r[-2]) > 0 and float(r[-1]) > 0 for r in rows)
+
+
+def load_bench_learning():
+    spec = importlib.util.spec_from_file_location("bench_learning_tool", REPO / "tools" / "bench_learning.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_learning_budget_follows_precision() -> None:
+    bl = load_bench_learning()
+    assert bl.parse_args(["--precision", "no"]).steps == bl.BUDGET_STEPS["no"]
+    assert bl.parse_args(["--precision", "bf16"]).steps == bl.BUDGET_STEPS["bf16"]
+    assert bl.parse_args(["--precision", "bf16", "--steps", "7"]).steps == 7
+    auto = bl.parse_args([])
+    assert auto.precision in ("no", "bf16") and auto.steps == bl.BUDGET_STEPS[auto.precision]
+
+
+def test_bench_learning_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "bench.md"
+    out.write_text("# Benchmarks\n\nkept above\n")
+    run_tool(
+        "tools/bench_learning.py", "--precision", "no", "--steps", "3", "--videos", "32", "--pretrain-videos", "0",
+        "--probe-epochs", "2", "--probe-seeds", "1", "--threads", "1", "--work", str(tmp_path / "work"),
+        "--out", str(out), "--set", "data.batch_size=2", "--set", "trainer.ckpt_every=3",
+    )
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\nkept above\n"), text[:200]
+    assert "3 pretraining steps per method (fp32)" in text
+    for row in ("| random |", "| pixel |", "| jepa |", "| jepa_student |"):
+        assert row in text, text
+    assert "jepa - random:" in text and "jepa - pixel:" in text
