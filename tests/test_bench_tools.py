@@ -3,12 +3,12 @@ speed itself is never asserted, docs/benchmarks.md records it)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tool_module import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,15 +35,8 @@ def test_bench_attention_prints_both_kernels() -> None:
     assert all(float(r[-2]) > 0 and float(r[-1]) > 0 for r in rows)
 
 
-def load_bench_learning():
-    spec = importlib.util.spec_from_file_location("bench_learning_tool", REPO / "tools" / "bench_learning.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bench_learning_budget_follows_precision() -> None:
-    bl = load_bench_learning()
+    bl = load_tool("bench_learning")
     assert bl.parse_args(["--precision", "no"]).steps == bl.BUDGET_STEPS["no"]
     assert bl.parse_args(["--precision", "bf16"]).steps == bl.BUDGET_STEPS["bf16"]
     assert bl.parse_args(["--precision", "bf16", "--steps", "7"]).steps == 7

@@ -3,7 +3,6 @@ consistent with the shard files and the videos, rows that match a direct encoder
 rerun after an interruption that computes only the unfinished shards."""
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
+from tool_module import load_tool
 
 from jepa.data.manifest import read_manifest
 from jepa.data.synthetic import write_video
@@ -20,7 +20,6 @@ from jepa.export.embed import EmbedConfig, crop_offsets, extract_embeddings, mak
 from jepa.export.writers import export_encoder
 from jepa.models.vit import VisionTransformer
 
-REPO = Path(__file__).resolve().parents[1]
 FPS = 8
 LENGTHS = (24, 40, 5)  # the last is shorter than one window (span 7) and gets padded
 SIZE = (48, 64)  # H, W: not square, so crops move along the width
@@ -150,9 +149,7 @@ def test_resume_skips_finished_shards(dataset: Path, tmp_path: Path) -> None:
 
 def test_tool_writes_npy_shards_from_an_exported_encoder(dataset: Path, tmp_path: Path) -> None:
     exported = export_encoder(_encoder(), tmp_path / "encoder")
-    spec = importlib.util.spec_from_file_location("tool_embed", REPO / "tools" / "embed.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("embed")
     argv = [
         "--checkpoint", str(exported), "--manifest", str(dataset), "--out", str(tmp_path / "emb"), "--frames", "4",
         "--frame-step", "2", "--num-clips", "2", "--crop", "32", "--format", "npy", "--save-dtype", "float16",

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_train import compose_cfg, tiny_overrides
+from tool_module import load_tool
 
 from jepa.data.clips import ClipSampler
 from jepa.data.dataset import VideoDataset
@@ -31,7 +32,6 @@ from jepa.data.transforms import RandomResizedCropClip
 from jepa.train.logging import read_metrics
 from jepa.train.loop import train
 
-REPO = Path(__file__).resolve().parents[1]
 NUM_VIDEOS = 6
 
 
@@ -192,11 +192,7 @@ def test_stream_needs_a_single_shard_source(manifest: Path, tmp_path: Path) -> N
 
 
 def test_make_shards_tool(manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_shards", REPO / "tools" / "make_shards.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("make_shards")
     assert tool.main([str(manifest), str(tmp_path / "out"), "--samples-per-shard", "5"]) == 0
     assert "wrote 6 videos into 2 shard(s)" in capsys.readouterr().out
     assert sum(len(read_shard(p)) for p in (tmp_path / "out").glob("*.tar")) == NUM_VIDEOS

@@ -3,7 +3,6 @@ file, an episode npz) and the resulting pixels are checked, not just the file's 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tool_module import load_tool
 
 from jepa.masks import VJEPA2_DEFAULT
 from jepa.models import create_encoder
@@ -62,10 +62,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def viz_tool():
-    spec = importlib.util.spec_from_file_location("viz_tool", Path(__file__).parents[1] / "tools" / "viz.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("viz")
 
 
 def test_grid_places_cells_with_even_spacing() -> None:
