@@ -98,7 +98,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--encoders", nargs="+", choices=ENCODERS, default=list(ENCODERS))
     args = p.parse_args(argv)
     if args.precision == "auto":
-        args.precision = "bf16" if native_bf16(torch.device("cpu")) else "no"
+        # The device the trainer will pick (accelerate takes the GPU when there is one).
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        args.precision = "bf16" if native_bf16(device) else "no"
     if args.steps is None:
         args.steps = BUDGET_STEPS[args.precision]
     return args
