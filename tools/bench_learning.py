@@ -230,7 +230,8 @@ def render(
         f"Command: `{command}`  ",
         f"Seed {args.seed}; {args.videos} generated videos, pretraining on {pretrain_on}, probes trained "
         f"on train and scored on val (25 %); {args.steps} pretraining steps per method "
-        f"({'bf16 autocast' if args.precision == 'bf16' else 'fp32'}), same batch, masks and schedule; attentive probe with {args.probe_depth} self-attention blocks + the cross-attention block, "
+        f"({'bf16 autocast' if args.precision == 'bf16' else 'fp32'}), same batch, masks and schedule; "
+        f"attentive probe with {args.probe_depth} self-attention blocks + the cross-attention block, "
         f"{args.probe_epochs} epochs, lr {args.probe_lr:g}; k-NN k={args.knn_k} on mean-pooled tokens"
         f"{'' if not args.probe_layers else f'; features: blocks {list(args.probe_layers)} concatenated'}.  ",
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {machine()}.",
