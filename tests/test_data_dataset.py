@@ -114,3 +114,22 @@ def test_all_bad_raises_after_retries(data):
     ds = make(bad, max_retries=3)
     with pytest.raises(RuntimeError, match="4 entries in a row"):
         ds[0]
+
+
+def test_threads_load_a_batch_to_the_same_items_and_the_same_bookkeeping(data, caplog):
+    keys = [(s, s % len(data["entries"])) for s in range(20)]
+    one = make(data["entries"], seed=2)
+    inline = [one[k] for k in keys]
+    four = make(data["entries"], seed=2, decode_threads=4)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        threaded = four.__getitems__(keys)
+    for a, b in zip(inline, threaded):
+        assert torch.equal(a["video"], b["video"]) and torch.equal(a["clip_indices"], b["clip_indices"])
+        assert (a["index"], a["sample_id"], a["num_failed"]) == (b["index"], b["sample_id"], b["num_failed"])
+    assert four.bad_paths == one.bad_paths == data["bad"]
+    assert four.num_failures == one.num_failures == sum(item["num_failed"] for item in threaded)
+    for path in data["bad"]:
+        assert sum(path in r.getMessage() for r in caplog.records) == 1, f"{path} reported once"
+    batch = next(iter(DataLoader(make(data["entries"], seed=2, decode_threads=3), batch_size=5)))
+    assert torch.equal(batch["video"], torch.stack([one[i]["video"] for i in range(5)]))

@@ -12,6 +12,7 @@ seeds, so the replacement is deterministic too.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -22,11 +23,15 @@ from torch.utils.data import Dataset
 from jepa.data.clips import ClipSampler, ShortVideoError
 from jepa.data.image import ImageDecodeError, load_image
 from jepa.data.manifest import ManifestEntry, is_image_path
+from jepa.data.threads import check_threads, load_many
 from jepa.data.video import Backend, VideoDecodeError, gather_clips, open_video
 
 logger = logging.getLogger(__name__)
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+# Guards the failure bookkeeping, which the threads of one batch (decode_threads) share.
+_bookkeeping = threading.Lock()
 
 
 def sample_key(key: int | tuple[int, int], length: int) -> tuple[int, int]:
@@ -53,6 +58,8 @@ class VideoDataset(Dataset):
     Images become clips by repeating the frame `image_frames` times (default: the clip length).
     `decode_short_side="auto"` asks the transform how small frames may be decoded
     (`min_source_short_side`); an int fixes it; None always decodes at full size.
+    `decode_threads` > 1 loads the items of a batch (`__getitems__`, which DataLoader calls)
+    on that many threads of the process (jepa.data.threads); items do not change.
     """
 
     def __init__(
@@ -65,6 +72,7 @@ class VideoDataset(Dataset):
         max_retries: int = 20,
         image_frames: int | None = None,
         decode_short_side: int | Literal["auto"] | None = "auto",
+        decode_threads: int = 1,
     ) -> None:
         if not entries:
             raise ValueError("VideoDataset needs at least one entry")
@@ -84,6 +92,7 @@ class VideoDataset(Dataset):
         if decode_short_side == "auto":
             decode_short_side = getattr(transform, "min_source_short_side", None)
         self.decode_short_side = decode_short_side
+        self.decode_threads = check_threads(decode_threads)
         self.num_failures = 0
         self.bad_paths: set[str] = set()
         self.num_skipped_short = 0
@@ -92,6 +101,9 @@ class VideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[dict[str, Any]]:
+        return load_many(self.__getitem__, keys, self.decode_threads)
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         sample_id, index = sample_key(key, len(self.entries))
         failed = skipped = 0
@@ -99,7 +111,8 @@ class VideoDataset(Dataset):
             entry = self.entries[index]
             if entry.path in self.bad_paths:
                 failed += 1
-                self.num_failures += 1
+                with _bookkeeping:
+                    self.num_failures += 1
             elif entry.path in self.short_paths:
                 skipped += 1
             else:
@@ -107,13 +120,17 @@ class VideoDataset(Dataset):
                     video, clip_indices = self.load(entry, sample_id, attempt)
                 except (VideoDecodeError, ImageDecodeError) as err:
                     failed += 1
-                    self.num_failures += 1
-                    self.bad_paths.add(entry.path)
-                    logger.warning("skipping unreadable file (reported once): %s", err)
+                    with _bookkeeping:
+                        self.num_failures += 1
+                        first = entry.path not in self.bad_paths
+                        self.bad_paths.add(entry.path)
+                    if first:
+                        logger.warning("skipping unreadable file (reported once): %s", err)
                 except ShortVideoError as err:
                     skipped += 1
-                    self.num_skipped_short += 1
-                    self.short_paths.add(entry.path)
+                    with _bookkeeping:
+                        self.num_skipped_short += 1
+                        self.short_paths.add(entry.path)
                     logger.info("skipping short video %s: %s", entry.path, err)
                 else:
                     return {

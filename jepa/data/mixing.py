@@ -14,6 +14,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from jepa.data.dataset import sample_key
+from jepa.data.threads import check_threads, load_many
 
 
 class MixedDataset(Dataset):
@@ -23,9 +24,12 @@ class MixedDataset(Dataset):
     entry is drawn from the seeds. Sub-datasets are indexed with (sample_id, entry) pairs, so
     their own augmentation stays a function of the sample_id. Items gain a "dataset" field.
     `len()` is the total number of entries (what one "epoch" of a StreamSampler covers).
+    `decode_threads` loads a batch's items on that many threads, as VideoDataset's does.
     """
 
-    def __init__(self, datasets: Sequence[Dataset], weights: Sequence[float], seed: int = 0) -> None:
+    def __init__(
+        self, datasets: Sequence[Dataset], weights: Sequence[float], seed: int = 0, decode_threads: int = 1
+    ) -> None:
         if not datasets:
             raise ValueError("MixedDataset needs at least one dataset")
         if len(weights) != len(datasets):
@@ -41,6 +45,7 @@ class MixedDataset(Dataset):
         self.datasets = list(datasets)
         self.weights = w / w.sum()
         self.seed = int(seed)
+        self.decode_threads = check_threads(decode_threads)
         self._sizes = sizes
         self._cumulative = np.cumsum(self.weights)
 
@@ -55,6 +60,9 @@ class MixedDataset(Dataset):
         while self.weights[which] == 0:
             which -= 1
         return which, int(rng.integers(self._sizes[which]))
+
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[dict[str, Any]]:
+        return load_many(self.__getitem__, keys, self.decode_threads)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         sample_id, _ = sample_key(key, len(self))

@@ -250,6 +250,7 @@ class ShardDataset(VideoDataset):
         seed: int = 0,
         max_retries: int = 20,
         decode_short_side: int | Literal["auto"] | None = "auto",
+        decode_threads: int = 1,
     ) -> None:
         self.shards = read_shards(spec)
         self.samples = [s for shard in self.shards for s in shard]
@@ -263,6 +264,7 @@ class ShardDataset(VideoDataset):
             seed=seed,
             max_retries=max_retries,
             decode_short_side=decode_short_side,
+            decode_threads=decode_threads,
         )
 
     def load(self, entry: ManifestEntry, sample_id: int, attempt: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
