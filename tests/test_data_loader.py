@@ -1,12 +1,14 @@
 """StreamSampler, weighted mixing and the multi-worker loader: coverage, resume, determinism."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import Dataset
 
 from jepa.data.dataset import VideoDataset
-from jepa.data.loader import build_pretrain_loader, default_num_workers
+from jepa.data.loader import build_pretrain_loader, default_decode_threads, default_num_workers, process_cores
 from jepa.data.manifest import ManifestEntry
 from jepa.data.mixing import MixedDataset
 from jepa.data.sampler import StreamSampler
@@ -116,3 +118,19 @@ def test_ranks_get_disjoint_samples(dataset):
 def test_default_num_workers_leaves_a_core():
     assert 0 <= default_num_workers() <= 16
     assert default_num_workers(local_world_size=10_000) == 0
+
+
+def test_a_worker_decoding_on_threads_gives_the_same_batches(dataset):
+    inline = batches(dataset, num_workers=0)
+    threaded = copy.copy(dataset)
+    threaded.decode_threads = 2
+    for a, b in zip(inline, batches(threaded, num_workers=1)):
+        assert torch.equal(a["video"], b["video"]) and torch.equal(a["sample_id"], b["sample_id"])
+
+
+def test_default_decode_threads_cover_the_cores():
+    cores = process_cores()
+    assert default_decode_threads(0) == 1
+    assert default_decode_threads(default_num_workers()) == 1
+    assert default_decode_threads(1) == max(1, cores - 1)
+    assert default_decode_threads(3, local_world_size=10_000) == 1

@@ -86,7 +86,10 @@ def test_cli_tiny_run(tmp_path: Path, cache: Path) -> None:
     assert "done: steps 0->4" in out.stdout
     # What the run computes with, printed once at start.
     setup = next(line for line in out.stdout.splitlines() if "setup: 1 process on cpu" in line)
-    for part in ("precision no", "attention SDPA", "AdamW fused", "loader workers 0", "decoder pyav", "primitive cache 32"):
+    for part in (
+        "precision no", "attention SDPA", "AdamW fused", "loader workers 0", "decode threads 1 (auto)", "decoder pyav",
+        "primitive cache 32",
+    ):
         assert part in setup, setup
 
 
@@ -100,6 +103,19 @@ def test_num_workers_null_is_one_per_core_minus_one(monkeypatch: pytest.MonkeyPa
         build.loader_workers(-1)
     for data in ("manifest", "vjepa2_mix"):
         assert compose_cfg([f"data={data}"]).data.num_workers is None
+
+
+def test_decode_threads_null_covers_the_cores_the_workers_get(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert build.loader_threads(None, 0) == 1, "no threads in the main process, which computes the step"
+    assert build.loader_threads(None, 7) == 1 and build.loader_threads(None, 2) == 3
+    assert build.loader_threads(4, 7) == 4
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match="decode_threads"):
+            build.loader_threads(bad, 1)
+    for data in ("synthetic", "manifest", "vjepa2_mix"):
+        assert compose_cfg([f"data={data}"]).data.decode_threads is None
 
 
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path, cache: Path) -> None:

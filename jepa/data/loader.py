@@ -20,15 +20,33 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset
 from jepa.data.sampler import StreamSampler
 
 
-def default_num_workers(local_world_size: int | None = None) -> int:
-    """Loader workers per process: the cores this process may use, minus one for the main loop."""
+def process_cores(local_world_size: int | None = None) -> int:
+    """The cores this process may use: its affinity shared among the processes of this node."""
     if local_world_size is None:
         local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    return max(0, min(16, cores // max(1, local_world_size) - 1))
+    return max(1, cores // max(1, local_world_size))
+
+
+def default_num_workers(local_world_size: int | None = None) -> int:
+    """Loader workers per process: the cores this process may use, minus one for the main loop."""
+    return max(0, min(16, process_cores(local_world_size) - 1))
+
+
+def default_decode_threads(num_workers: int, local_world_size: int | None = None) -> int:
+    """Threads per loader worker so that workers x threads covers the cores left for loading.
+
+    One core stays with the training loop, so the default workers (cores - 1) get one thread
+    each and fewer workers get more. Without workers it is one thread: in the main process,
+    where the step computes on several torch threads, loading on threads measured ~12% slower
+    steps on the demo (docs/data.md) for a batch wait of 3%.
+    """
+    if num_workers <= 0:
+        return 1
+    return max(1, (process_cores(local_world_size) - 1) // num_workers)
 
 
 def seed_worker(worker_id: int, seed: int, rank: int) -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from jepa.data.dataset import VideoDataset
-from jepa.data.loader import build_pretrain_loader, default_num_workers
+from jepa.data.loader import build_pretrain_loader, default_decode_threads, default_num_workers
 from jepa.data.manifest import read_manifest
 from jepa.data.mixing import MixedDataset
 from jepa.data.shards import ShardDataset, build_stream_loader
@@ -183,15 +183,20 @@ def build_dataset(cfg: Any) -> torch.utils.data.Dataset:
             "data.stream_shards needs exactly one source of kind 'shards' (join several shard globs "
             f"with commas in its path); got kinds {[k for _, _, k in sources]}"
         )
+    # The outermost dataset spreads a batch over threads; a mix's parts load items one by one.
+    threads = loader_threads(d.decode_threads, loader_workers(d.num_workers))
+    inner = threads if len(sources) == 1 else 1
     datasets = [
-        ShardDataset(str(path), sampler, transform, backend=d.backend, seed=cfg.seed)
+        ShardDataset(str(path), sampler, transform, backend=d.backend, seed=cfg.seed, decode_threads=inner)
         if kind == "shards"
-        else VideoDataset(read_manifest(path, kind=kind), sampler, transform, backend=d.backend, seed=cfg.seed)
+        else VideoDataset(
+            read_manifest(path, kind=kind), sampler, transform, backend=d.backend, seed=cfg.seed, decode_threads=inner
+        )
         for path, _, kind in sources
     ]
     if len(datasets) == 1:
         return datasets[0]
-    return MixedDataset(datasets, [w for _, w, _ in sources], seed=cfg.seed)
+    return MixedDataset(datasets, [w for _, w, _ in sources], seed=cfg.seed, decode_threads=threads)
 
 
 def loader_workers(num_workers: int | None) -> int:
@@ -201,6 +206,15 @@ def loader_workers(num_workers: int | None) -> int:
     if num_workers < 0:
         raise ValueError(f"data.num_workers must be >= 0 or null (one per core), got {num_workers}")
     return num_workers
+
+
+def loader_threads(decode_threads: int | None, workers: int) -> int:
+    """`data.decode_threads`, with None meaning workers x threads covers the cores left for loading."""
+    if decode_threads is None:
+        return default_decode_threads(workers)
+    if isinstance(decode_threads, bool) or decode_threads < 1:
+        raise ValueError(f"data.decode_threads must be >= 1 or null (auto), got {decode_threads}")
+    return decode_threads
 
 
 def build_loader(

@@ -77,6 +77,9 @@ class DataConfig:
     backend: str = "auto"
     # None: one per core this process may use, minus one for the training loop (at most 16).
     num_workers: Optional[int] = 0
+    # Threads per loader worker, each loading whole clips of a batch (FFmpeg decodes without
+    # the GIL). None: workers x threads covers the cores left for loading (jepa.data.loader).
+    decode_threads: Optional[int] = None
     short_video: str = "pad"
     # Read tar shards front to back, dealt to (rank, worker) slots (webdataset-style), instead
     # of by random access. Needs one source of kind "shards"; resumes exactly only with the

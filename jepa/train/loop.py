@@ -148,7 +148,8 @@ def describe_setup(cfg: Any, device: torch.device, world: int, optimizer: Any, l
         f"AdamW {'fused' if all(g.get('fused') for g in optimizer.param_groups) else 'unfused'}",
         f"loader workers {loader.num_workers}{' (auto)' if d.num_workers is None else ''}"
         + (f", prefetch {loader.prefetch_factor}" if loader.num_workers else "")
-        + f", pin_memory {loader.pin_memory}",
+        + f", pin_memory {loader.pin_memory}"
+        + f", decode threads {getattr(loader.dataset, 'decode_threads', 1)}{' (auto)' if d.decode_threads is None else ''}",
         f"decoder {resolve_backend(d.backend)}",
     ]
     if device.type == "cpu":
