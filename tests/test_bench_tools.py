@@ -1,4 +1,4 @@
-"""The step and attention benchmarks run and print their figures (smoke runs on tiny shapes;
+"""The step, attention, data and learning benchmarks run and print their figures (smoke runs on tiny shapes;
 speed itself is never asserted, docs/benchmarks.md records it)."""
 
 from __future__ import annotations
@@ -33,6 +33,14 @@ def test_bench_attention_prints_both_kernels() -> None:
     rows = [line.split() for line in out.splitlines() if line.startswith("context")]
     assert [r[-3] for r in rows] == ["sdpa", "2^18", "2^20"], out
     assert all(float(r[-2]) > 0 and float(r[-1]) > 0 for r in rows)
+
+
+def test_bench_data_prints_a_row_per_thread_count(tmp_path: Path) -> None:
+    out = run_tool("tools/bench_data.py", "--files", "1", "--clips", "4", "--warmup", "1", "--threads", "1", "2",
+                   "--backends", "pyav", "--workdir", str(tmp_path))
+    rows = [line for line in out.splitlines() if "clips/s (wall)" in line]
+    assert [r.split(":")[0].strip() for r in rows] == ["pyav, 1 decode thread", "pyav, 2 decode threads"], out
+    assert "floor:" in out and "torch " in out and "machine:" in out
 
 
 def test_bench_learning_budget_follows_precision() -> None:

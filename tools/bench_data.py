@@ -1,8 +1,9 @@
 """Data pipeline throughput, per design.md §5: one process, 16 frames at fps 4, crop 256,
 from 10 s 426x240 30 fps H.264 files with a 2 s keyframe interval (written here first).
 
-    python tools/bench_data.py                      # both backends, 200 clips each
+    python tools/bench_data.py                      # both backends, 200 clips each, one decode thread
     python tools/bench_data.py --backends pyav --clips 500 --workdir /tmp/jepa_bench_videos
+    python tools/bench_data.py --threads 1 2        # also 2 threads decoding a batch's clips (data.decode_threads)
 
 A clip is the full training path: open, sample indices, decode, random-resized crop to 256,
 flip, uint8 out. Reported: clips/s by wall clock and by this process's CPU time (the latter
@@ -79,16 +80,20 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
 
 
-def run(backend: str, paths: list[Path], clips: int, warmup: int) -> tuple[float, float]:
+def run(backend: str, paths: list[Path], clips: int, warmup: int, threads: int, batch: int) -> tuple[float, float]:
+    """Clips/s (wall, per CPU-second) loading batches of `batch` clips as the DataLoader does
+    (`__getitems__`), their clips spread over `threads` threads of this process."""
     entries = [ManifestEntry(str(p), 0) for p in paths]
-    dataset = VideoDataset(entries, ClipSampler(16, fps=4), RandomResizedCropClip(256), backend=backend, seed=0)
-    for s in range(warmup):
-        dataset[(s, s % len(entries))]
+    dataset = VideoDataset(
+        entries, ClipSampler(16, fps=4), RandomResizedCropClip(256), backend=backend, seed=0, decode_threads=threads
+    )
+    keys = [(s, s % len(entries)) for s in range(warmup + clips)]
+    dataset.__getitems__(keys[:warmup])
     wall, cpu = time.perf_counter(), time.process_time()
-    for s in range(warmup, warmup + clips):
-        item = dataset[(s, s % len(entries))]
+    for start in range(warmup, warmup + clips, batch):
+        items = dataset.__getitems__(keys[start : min(start + batch, warmup + clips)])
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    assert item["video"].shape == (1, 16, 256, 256, 3) and dataset.num_failures == 0
+    assert items[-1]["video"].shape == (1, 16, 256, 256, 3) and dataset.num_failures == 0
     return clips / wall, clips / cpu
 
 
@@ -118,12 +123,14 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=200, help="timed clips per backend")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--files", type=int, default=4)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="decode threads (one row each)")
+    parser.add_argument("--batch", type=int, default=8, help="clips per __getitems__ call (a loader batch)")
     parser.add_argument("--backends", nargs="+", default=available_backends())
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "jepa_bench_videos")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("command:", shlex.join([sys.executable, *sys.argv]))
-    print(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}, decode threads 1, one process")
+    print(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}, one process, batches of {args.batch}")
     print("machine:", machine())
     paths = bench_files(args.workdir, args.files)
     kbps = np.mean([p.stat().st_size * 8 / 1000 / SECONDS for p in paths])
@@ -131,11 +138,13 @@ def main() -> None:
     print(f"keyframe every {KEYINT} frames, {kbps:.0f} kbit/s")
     print("clip: 16 frames at fps 4, random-resized crop 256 (scale 0.3-1, ratio 0.75-1.35), flip, uint8")
     for backend in args.backends:
-        wall, cpu = run(backend, paths, args.clips, args.warmup)
-        print(f"{backend:>7}: {wall:6.1f} clips/s (wall)   {cpu:6.1f} clips/s (per CPU-second)")
+        for threads in args.threads:
+            wall, cpu = run(backend, paths, args.clips, args.warmup, threads, args.batch)
+            label = f"{backend}, {threads} decode thread{'s' * (threads > 1)}"
+            print(f"{label:>24}: {wall:6.1f} clips/s (wall)   {cpu:6.1f} clips/s (per CPU-second)")
     if "pyav" in args.backends:
         floor = decode_floor(paths, args.clips, args.warmup)
-        print(f"  floor: {floor:6.1f} clips/s (per CPU-second) demuxing + decoding only (pyav; no RGB, crop or copies)")
+        print(f"{'floor':>24}: {floor:6.1f} clips/s (per CPU-second) demuxing + decoding only (pyav; no RGB, crop or copies)")
 
 
 if __name__ == "__main__":
