@@ -1,6 +1,7 @@
 """VideoDataset: deterministic draws, bad files skipped and counted, images as clips."""
 
 import logging
+import threading
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from jepa.data.dataset import VideoDataset
 from jepa.data.manifest import read_manifest
+from jepa.data.mixing import MixedDataset
 from jepa.data.synthetic import write_video
 from jepa.data.transforms import RandomResizedCropClip
 from jepa.data.video import ClipSampler
@@ -133,3 +135,29 @@ def test_threads_load_a_batch_to_the_same_items_and_the_same_bookkeeping(data, c
         assert sum(path in r.getMessage() for r in caplog.records) == 1, f"{path} reported once"
     batch = next(iter(DataLoader(make(data["entries"], seed=2, decode_threads=3), batch_size=5)))
     assert torch.equal(batch["video"], torch.stack([one[i]["video"] for i in range(5)]))
+
+
+def test_threads_decode_and_the_calling_thread_transforms(data):
+    """Torch ops stay off the pool threads (they slowed the step computing in the same process)."""
+    seen = set()
+    crop = RandomResizedCropClip(16)
+
+    def transform(video, generator):
+        seen.add(threading.current_thread().name)
+        return crop(video, generator)
+
+    ds = VideoDataset(data["entries"][:5], ClipSampler(8, frame_step=3), transform, decode_threads=3)
+    items = ds.__getitems__(list(range(5)))
+    assert seen == {threading.current_thread().name}
+    assert items[4]["video"].shape == (1, 8, 16, 16, 3), "the still image became a clip"
+
+
+def test_a_threaded_mix_gives_the_items_of_an_inline_one(data):
+    good = data["entries"][:5]
+    parts = [make(good[:2], seed=1), make(good[2:], seed=1)]
+    keys = list(range(12))
+    inline = [MixedDataset(parts, [1, 2], seed=1)[k] for k in keys]
+    threaded = MixedDataset(parts, [1, 2], seed=1, decode_threads=4).__getitems__(keys)
+    assert [i["dataset"] for i in inline] == [i["dataset"] for i in threaded] and len({i["dataset"] for i in inline}) == 2
+    for a, b in zip(inline, threaded):
+        assert torch.equal(a["video"], b["video"]) and a["index"] == b["index"]

@@ -20,13 +20,13 @@ def test_items_come_back_in_key_order_on_several_threads():
         time.sleep(0.01 * (5 - key))
         return key * 10
 
-    assert load_many(load, range(6), threads=3) == [0, 10, 20, 30, 40, 50]
+    assert list(load_many(load, range(6), threads=3)) == [0, 10, 20, 30, 40, 50]
     assert len(names) == 3 and all(n.startswith("jepa-decode") for n in names)
 
 
 def test_one_thread_loads_inline():
     main = threading.current_thread().name
-    assert load_many(lambda k: (k, threading.current_thread().name), [4, 5], threads=1) == [(4, main), (5, main)]
+    assert list(load_many(lambda k: (k, threading.current_thread().name), [4, 5], threads=1)) == [(4, main), (5, main)]
 
 
 def test_the_first_failing_key_raises_as_the_loop_would():
@@ -36,15 +36,15 @@ def test_the_first_failing_key_raises_as_the_loop_would():
         return key
 
     with pytest.raises(KeyError, match="2"):
-        load_many(load, range(6), threads=2)
+        list(load_many(load, range(6), threads=2))
 
 
 def _child(queue):
-    queue.put(load_many(lambda k: k + 1, range(4), threads=2))
+    queue.put(list(load_many(lambda k: k + 1, range(4), threads=2)))
 
 
 def test_a_forked_worker_builds_its_own_pool():
-    load_many(lambda k: k, range(4), threads=2)  # the parent's pool exists before the fork
+    list(load_many(lambda k: k, range(4), threads=2))  # the parent's pool exists before the fork
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_child, args=(queue,))

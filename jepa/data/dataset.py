@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -32,6 +33,19 @@ Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 # Guards the failure bookkeeping, which the threads of one batch (decode_threads) share.
 _bookkeeping = threading.Lock()
+
+
+@dataclass
+class Decoded:
+    """A draw's frames before the transform, with the generator the transform is to use.
+
+    Decoding runs on loader threads and the transform on the calling thread: torch ops on
+    several threads of a process slowed the training step computing in it (docs/data.md).
+    """
+
+    frames: torch.Tensor  # uint8 (num_clips, T, H, W, C); an image: (1, H, W, C)
+    clip_indices: torch.Tensor | None  # None for an image
+    generator: torch.Generator
 
 
 def sample_key(key: int | tuple[int, int], length: int) -> tuple[int, int]:
@@ -58,7 +72,7 @@ class VideoDataset(Dataset):
     Images become clips by repeating the frame `image_frames` times (default: the clip length).
     `decode_short_side="auto"` asks the transform how small frames may be decoded
     (`min_source_short_side`); an int fixes it; None always decodes at full size.
-    `decode_threads` > 1 loads the items of a batch (`__getitems__`, which DataLoader calls)
+    `decode_threads` > 1 decodes the items of a batch (`__getitems__`, which DataLoader calls)
     on that many threads of the process (jepa.data.threads); items do not change.
     """
 
@@ -102,9 +116,15 @@ class VideoDataset(Dataset):
         return len(self.entries)
 
     def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[dict[str, Any]]:
-        return load_many(self.__getitem__, keys, self.decode_threads)
+        """A batch's items: decoded on `decode_threads` threads, transformed on this one."""
+        return [self.complete(drawn) for drawn in load_many(self.draw, keys, self.decode_threads)]
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        return self.complete(self.draw(key))
+
+    def draw(self, key: int | tuple[int, int]) -> tuple[Decoded, dict[str, Any]]:
+        """Decode a draw, moving past unusable files: its frames before the transform and the
+        item's other fields. The half of an item that threads share (no torch ops)."""
         sample_id, index = sample_key(key, len(self.entries))
         failed = skipped = 0
         for attempt in range(self.max_retries + 1):
@@ -117,7 +137,7 @@ class VideoDataset(Dataset):
                 skipped += 1
             else:
                 try:
-                    video, clip_indices = self.load(entry, sample_id, attempt)
+                    decoded = self.decode(entry, sample_id, attempt)
                 except (VideoDecodeError, ImageDecodeError) as err:
                     failed += 1
                     with _bookkeeping:
@@ -133,12 +153,10 @@ class VideoDataset(Dataset):
                         self.short_paths.add(entry.path)
                     logger.info("skipping short video %s: %s", entry.path, err)
                 else:
-                    return {
-                        "video": video,
+                    return decoded, {
                         "label": -1 if entry.label is None else int(entry.label),
                         "index": index,
                         "sample_id": sample_id,
-                        "clip_indices": clip_indices,
                         "num_failed": failed,
                         "num_skipped": skipped,
                     }
@@ -148,12 +166,23 @@ class VideoDataset(Dataset):
             f"({failed} unreadable, {skipped} too short); last tried {entry.path}"
         )
 
+    def complete(self, drawn: tuple[Decoded, dict[str, Any]]) -> dict[str, Any]:
+        """The item of a `draw`: its frames transformed."""
+        decoded, fields = drawn
+        video, clip_indices = self.finish(decoded)
+        return {"video": video, "clip_indices": clip_indices, **fields}
+
     def load(self, entry: ManifestEntry, sample_id: int, attempt: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode and transform one entry for a draw; raises the decode errors the caller handles."""
+        return self.finish(self.decode(entry, sample_id, attempt))
+
+    def decode(self, entry: ManifestEntry, sample_id: int, attempt: int = 0) -> Decoded:
+        """The frames of one entry for a draw, untransformed; raises the decode errors."""
         rng = np.random.default_rng([self.seed, sample_id, attempt])
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         if is_image_path(entry.path):
-            return self._load_image(entry.path, generator)
+            frame = torch.from_numpy(load_image(entry.path, self.decode_short_side))[None]
+            return Decoded(frame, None, generator)
         reader = open_video(entry.path, self.backend)
         try:
             try:
@@ -165,18 +194,17 @@ class VideoDataset(Dataset):
             frames = gather_clips(reader, indices, self.decode_short_side)
         finally:
             reader.close()
-        video = torch.from_numpy(frames)
-        if self.transform is not None:
-            video = self.transform(video, generator)
-        return video, torch.from_numpy(indices)
+        return Decoded(torch.from_numpy(frames), torch.from_numpy(indices), generator)
 
-    def _load_image(self, path: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        frame = torch.from_numpy(load_image(path, self.decode_short_side))[None]
+    def finish(self, decoded: Decoded) -> tuple[torch.Tensor, torch.Tensor]:
+        """(video, clip_indices) of decoded frames: the transform, and images made into clips."""
+        video = decoded.frames
         if self.transform is not None:
-            frame = self.transform(frame, generator)
+            video = self.transform(video, decoded.generator)
+        if decoded.clip_indices is not None:
+            return video, decoded.clip_indices
         shape = (self.sampler.num_clips, self.image_frames)
-        video = frame.expand(*shape, *frame.shape[1:]).contiguous()
-        return video, torch.zeros(shape, dtype=torch.int64)
+        return video.expand(*shape, *video.shape[1:]).contiguous(), torch.zeros(shape, dtype=torch.int64)
 
     def __repr__(self) -> str:
         return (

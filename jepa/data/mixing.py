@@ -62,14 +62,24 @@ class MixedDataset(Dataset):
         return which, int(rng.integers(self._sizes[which]))
 
     def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[dict[str, Any]]:
-        return load_many(self.__getitem__, keys, self.decode_threads)
+        """A batch's items on `decode_threads` threads; parts with a `draw` / `complete` split
+        (VideoDataset) decode there and transform on this thread."""
+        items = []
+        for which, drawn in load_many(self._draw, keys, self.decode_threads):
+            part = self.datasets[which]
+            item = part.complete(drawn) if hasattr(part, "draw") else drawn
+            item["dataset"] = which
+            items.append(item)
+        return items
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+    def _draw(self, key: int | tuple[int, int]) -> tuple[int, Any]:
         sample_id, _ = sample_key(key, len(self))
         which, index = self.choose(sample_id)
-        item = self.datasets[which][(sample_id, index)]
-        item["dataset"] = which
-        return item
+        part = self.datasets[which]
+        return which, part.draw((sample_id, index)) if hasattr(part, "draw") else part[(sample_id, index)]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        return self.__getitems__([key])[0]
 
     @property
     def num_failures(self) -> int:

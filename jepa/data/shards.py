@@ -47,7 +47,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from jepa.data.clips import ClipSampler
-from jepa.data.dataset import Transform, VideoDataset
+from jepa.data.dataset import Decoded, Transform, VideoDataset
 from jepa.data.image import ImageDecodeError
 from jepa.data.loader import seed_worker
 from jepa.data.manifest import VIDEO_EXTENSIONS, ManifestEntry, is_image_path
@@ -267,11 +267,11 @@ class ShardDataset(VideoDataset):
             decode_threads=decode_threads,
         )
 
-    def load(self, entry: ManifestEntry, sample_id: int, attempt: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, entry: ManifestEntry, sample_id: int, attempt: int = 0) -> Decoded:
         sample = self._by_name[entry.path]
         try:
             with member_file(sample) as path:
-                return super().load(ManifestEntry(path, entry.label), sample_id, attempt)
+                return super().decode(ManifestEntry(path, entry.label), sample_id, attempt)
         except (VideoDecodeError, ImageDecodeError, OSError) as err:
             raise VideoDecodeError(f"{sample.name}: {err}") from err
 

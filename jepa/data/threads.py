@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -44,12 +44,15 @@ def check_threads(threads: int) -> int:
     return threads
 
 
-def load_many(load: Callable[[K], Any], keys: Sequence[K], threads: int) -> list[Any]:
-    """`[load(k) for k in keys]`, in order, on up to `threads` threads of this process.
+def load_many(load: Callable[[K], Any], keys: Sequence[K], threads: int) -> Iterator[Any]:
+    """`load(k) for k in keys`, in order, on up to `threads` threads of this process.
 
-    The first exception any item raises is raised here, as the sequential loop would.
+    Every key is submitted at once and each result is yielded as soon as it and those before
+    it are done, so the caller can work on the first items (the transform) while the threads
+    decode the rest. The first exception in key order is raised there, as the sequential loop
+    would raise it.
     """
     keys = list(keys)
     if threads <= 1 or len(keys) <= 1:
-        return [load(k) for k in keys]
-    return list(_pool(threads).map(load, keys))
+        return (load(k) for k in keys)
+    return _pool(threads).map(load, keys)
