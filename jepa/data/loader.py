@@ -40,9 +40,9 @@ def default_decode_threads(num_workers: int, local_world_size: int | None = None
     """Threads per loader worker so that workers x threads covers the cores left for loading.
 
     One core stays with the training loop, so the default workers (cores - 1) get one thread
-    each and fewer workers get more. Without workers it is one thread: in the main process,
-    where the step computes on several torch threads, loading on threads measured ~12% slower
-    steps on the demo (docs/data.md) for a batch wait of 3%.
+    each and fewer workers get more. Without workers it is one thread: the main process then
+    loads between steps, and on the demo (64 px clips, 3-4% batch wait) two threads gave no
+    gain (docs/data.md).
     """
     if num_workers <= 0:
         return 1
