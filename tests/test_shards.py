@@ -165,6 +165,17 @@ def test_stream_resume_mid_epoch_neither_repeats_nor_skips(manifest: Path, shard
     assert not {k for b in other_rank for k in b} & set(flat[:6]), "ranks read different samples"
 
 
+def test_stream_decodes_on_threads_to_the_same_batches(manifest: Path, shards: Path) -> None:
+    _, one = datasets(manifest, shards)
+    _, four = datasets(manifest, shards)
+    four.decode_threads = 4
+    kwargs = {"batch_size": 3, "num_workers": 0, "seed": 3}
+    a, b = build_stream_loader(one, **kwargs), build_stream_loader(four, **kwargs)
+    assert b.dataset.decode_threads == 4
+    for x, y in itertools.islice(zip(a, b), 3):
+        assert torch.equal(x["video"], y["video"]) and torch.equal(x["sample_id"], y["sample_id"])
+
+
 def shard_run(tmp_path: Path, manifest: Path, name: str, dataset: str, *extra: str) -> list[float]:
     run = tmp_path / name
     overrides = tiny_overrides(run, tmp_path / "unused", steps=2) + [

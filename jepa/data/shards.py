@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import itertools
 import io
 import json
 import logging
@@ -352,8 +353,13 @@ class ShardStream(IterableDataset):
         role = (worker + self.start_batch) % workers
         slot = self.rank * workers + role
         consumed = _batches_of_worker(self.start_batch, role, workers) * self.batch_size
-        for key in self.slot_order(slot, self.world_size * workers, skip=consumed):
-            yield self.dataset[key]
+        keys = self.slot_order(slot, self.world_size * workers, skip=consumed)
+        while True:  # a batch's keys at a time, decoded on the dataset's decode_threads
+            yield from self.dataset.__getitems__(list(itertools.islice(keys, self.batch_size)))
+
+    @property
+    def decode_threads(self) -> int:
+        return self.dataset.decode_threads
 
 
 def build_stream_loader(
