@@ -43,6 +43,12 @@ def test_bench_data_prints_a_row_per_thread_count(tmp_path: Path) -> None:
     assert "floor:" in out and "torch " in out and "machine:" in out
 
 
+@pytest.mark.parametrize("tool", ["bench_embed", "bench_world", "check_gpu"])
+def test_tools_without_a_cpu_run_here_still_start(tool: str) -> None:
+    """Entry points the suite does not run (GPU, transformers, long) at least import and parse."""
+    assert run_tool(f"tools/{tool}.py", "--help").startswith("usage:")
+
+
 def test_bench_learning_budget_follows_precision() -> None:
     bl = load_tool("bench_learning")
     assert bl.parse_args(["--precision", "no"]).steps == bl.BUDGET_STEPS["no"]

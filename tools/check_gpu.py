@@ -11,6 +11,7 @@ any check fails.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import sys
 from typing import Callable
@@ -51,6 +52,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device")
         return 1
