@@ -30,8 +30,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
-import itertools
 import io
+import itertools
 import json
 import logging
 import os

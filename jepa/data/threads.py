@@ -7,6 +7,10 @@ decoder does not help a clip, a short chain of dependent frames right after a se
 (docs/data.md); clip-level threads do. Items stay a pure function of their key, so results do
 not depend on the thread count.
 
+Callers keep torch ops off these threads (VideoDataset decodes here and transforms on the
+calling thread): torch ops run from several threads of a process slowed the training step
+computing in that process by 10-20% (docs/data.md).
+
 Pools are per process: a DataLoader worker forked from a parent that holds a pool gets the
 pool's bookkeeping without its threads, so each process builds its own on first use.
 """
