@@ -12,6 +12,7 @@ import torch
 from safetensors.numpy import load_file
 from tool_module import load_tool
 
+from jepa.data.loader import default_num_workers
 from jepa.data.manifest import read_manifest
 from jepa.data.synthetic import write_video
 from jepa.data.transforms import normalize_clip
@@ -141,10 +142,28 @@ def test_resume_skips_finished_shards(dataset: Path, tmp_path: Path) -> None:
     index = _index(out)
     assert len(index) == summary.num_rows == 30 and [r["shard"] for r in index].count("0") == 10
 
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings \(settings.crop_size: 32 -> 24; settings.short_side"):
         extract_embeddings(
             encoder, entries, out, EmbedConfig(**{**CFG, "crop_size": 24, "short_side": 24}), progress=False
         )
+    # The worker count changes no value: a resume may change it, also against a file written
+    # before it was left out of the record.
+    config = out / "embed.json"
+    record = json.loads(config.read_text())
+    assert "num_workers" not in record["settings"]
+    record["settings"]["num_workers"] = 3
+    config.write_text(json.dumps(record))
+    again = extract_embeddings(encoder, entries, out, EmbedConfig(**CFG, videos_per_shard=1, num_workers=1), progress=False)
+    assert again.skipped_shards == [0, 1, 2, 3] and again.num_rows == 30
+
+
+def test_decode_workers_default_by_device() -> None:
+    cfg = EmbedConfig(**CFG)
+    assert cfg.num_workers is None and cfg.workers(torch.device("cpu")) == 0
+    assert cfg.workers(torch.device("cuda")) == default_num_workers()
+    assert EmbedConfig(**{**CFG, "num_workers": 2}).workers(torch.device("cpu")) == 2
+    with pytest.raises(ValueError, match="num_workers"):
+        EmbedConfig(**{**CFG, "num_workers": -1})
 
 
 def test_tool_writes_npy_shards_from_an_exported_encoder(dataset: Path, tmp_path: Path) -> None:

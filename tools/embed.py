@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 where the device has native bf16 matmuls (GPU, AVX-512-BF16 or AMX CPU)")
     p.add_argument("--save-dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--device", default=None, help="default: cuda if available")
-    p.add_argument("--workers", type=int, default=0, help="decoding worker processes")
+    p.add_argument(
+        "--workers", type=int, default=None,
+        help="decoding worker processes (default: none on CPU, one per core but one on CUDA)",
+    )
     p.add_argument("--backend", choices=("auto", "pyav", "decord"), default="auto")
     p.add_argument("--overwrite", action="store_true", help="discard shards made with other settings")
     p.add_argument("--no-progress", action="store_true")

@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--short-side", type=int, default=None, help="resize the short side to this before cropping")
     src.add_argument("--crops", type=int, default=1, help="spatial views per clip")
     src.add_argument("--feature-batch", type=int, default=16, help="views per encoder forward")
-    src.add_argument("--workers", type=int, default=0, help="decoding worker processes")
+    src.add_argument(
+        "--workers", type=int, default=None,
+        help="decoding worker processes (default: none on CPU, one per core but one on CUDA)",
+    )
     src.add_argument(
         "--layers", type=int, nargs="+", default=None,
         help="blocks (1..depth) whose normed outputs are concatenated per token (default: the last)",

@@ -109,11 +109,11 @@ class FeatureSet:
         return tokens, self.video[order][::per_sample]
 
 
-def _entries_in_chunks(entries: Sequence[ManifestEntry], cfg: EmbedConfig) -> Iterator[ClipChunk]:
+def _entries_in_chunks(entries: Sequence[ManifestEntry], cfg: EmbedConfig, device: torch.device) -> Iterator[ClipChunk]:
     """Chunks of views: videos through `VideoWindows` (optionally in workers), then images."""
     videos = [(i, e) for i, e in enumerate(entries) if not is_image_path(e.path)]
     if videos:
-        loader = DataLoader(VideoWindows(videos, cfg), batch_size=None, num_workers=cfg.num_workers)
+        loader = DataLoader(VideoWindows(videos, cfg), batch_size=None, num_workers=cfg.workers(device))
         yield from loader
     for i, entry in enumerate(entries):
         if not is_image_path(entry.path):
@@ -172,7 +172,7 @@ def extract_features(
             views_buf.append(views[start:])
 
     done = 0
-    for chunk in _entries_in_chunks(entries, cfg):
+    for chunk in _entries_in_chunks(entries, cfg, device):
         if chunk.error is not None:
             failed[chunk.video] = chunk.error
             continue

@@ -43,9 +43,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from jepa.data.clips import ClipSampler, ShortVideoError
+from jepa.data.loader import default_num_workers
 from jepa.data.manifest import ManifestEntry
 from jepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_clip, resize_frames
-from jepa.data.video import VideoDecodeError, gather_clips, open_video
+from jepa.data.video import VideoDecodeError, gather_clips, open_video, resolve_backend
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,9 @@ class EmbedConfig:
     precision: str = "auto"
     save_dtype: str = "float32"
     backend: str = "auto"
-    num_workers: int = 0
+    # Decoding worker processes; None: none on CPU, where the encoder is the bottleneck (and a
+    # worker only takes cores from it), and one per core but one on CUDA, where decoding is.
+    num_workers: Optional[int] = None
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
 
@@ -112,10 +115,16 @@ class EmbedConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.short_side is not None and self.short_side < self.crop_size:
             raise ValueError(f"short_side {self.short_side} must be >= crop_size {self.crop_size}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0 or None (auto), got {self.num_workers}")
         if self.layers is not None and (not self.layers or min(self.layers) < 1):
             raise ValueError(f"layers must be a non-empty list of block numbers >= 1, got {self.layers}")
+
+    def workers(self, device: torch.device) -> int:
+        """`num_workers`, or its automatic value for `device` when None."""
+        if self.num_workers is not None:
+            return self.num_workers
+        return default_num_workers() if device.type == "cuda" else 0
 
     @property
     def resize_to(self) -> int:
@@ -392,14 +401,28 @@ def _empty_arrays(encoder: nn.Module, cfg: EmbedConfig, dtype: type) -> dict[str
     return {name: np.zeros(shapes[name], dtype=dtype) for name in cfg.outputs}
 
 
+# Settings that do not change a single output value: a resumed extraction may change them.
+NEUTRAL_SETTINGS = ("num_workers",)
+
+
+def _differences(stored: Any, record: Any, where: str = "") -> list[str]:
+    """`key: stored -> new` for every leaf where two records differ."""
+    if isinstance(stored, dict) and isinstance(record, dict):
+        keys = sorted(set(stored) | set(record))
+        return [d for k in keys for d in _differences(stored.get(k), record.get(k), f"{where}{k}.")]
+    return [] if stored == record else [f"{where[:-1]}: {stored!r} -> {record!r}"]
+
+
 def _check_or_write_config(out_dir: Path, record: dict[str, Any], overwrite: bool) -> None:
     path = out_dir / CONFIG_FILE
     if path.is_file() and not overwrite:
         stored = json.loads(path.read_text())
-        if stored != record:
-            changed = sorted(k for k in set(stored) | set(record) if stored.get(k) != record.get(k))
+        for key in NEUTRAL_SETTINGS:  # files written before these were left out
+            stored.get("settings", {}).pop(key, None)
+        changed = _differences(stored, record)
+        if changed:
             raise ValueError(
-                f"{out_dir} holds embeddings made with other settings (differs in {changed}); "
+                f"{out_dir} holds embeddings made with other settings ({'; '.join(changed)}); "
                 "use another directory or overwrite=True"
             )
         return
@@ -428,8 +451,9 @@ def extract_embeddings(
     feature_dim(encoder, cfg.layers)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in asdict(cfg).items() if k not in NEUTRAL_SETTINGS}
     record = {
-        "settings": json.loads(json.dumps(asdict(cfg))),
+        "settings": json.loads(json.dumps(settings)),
         "encoder": json.loads(json.dumps(getattr(encoder, "config", {}))),
         "source": source,
         "num_videos": len(entries),
@@ -437,6 +461,12 @@ def extract_embeddings(
     }
     _check_or_write_config(out_dir, record, overwrite)
     run = _Encoder(encoder, cfg, device)
+    workers = cfg.workers(device)
+    log.info(
+        "setup: %s, precision %s, decode workers %d%s, decoder %s",
+        device, "bf16" if run.autocast == torch.bfloat16 else "fp32", workers, " (auto)" if cfg.num_workers is None else "",
+        resolve_backend(cfg.backend),
+    )  # fmt: skip
     num_shards = math.ceil(len(entries) / cfg.videos_per_shard)
     todo = [s for s in range(num_shards) if not shard_done(out_dir, s, cfg)]
     skipped = [s for s in range(num_shards) if s not in todo]
@@ -462,7 +492,7 @@ def _embed_shard(
 ) -> list[tuple[str, str]]:  # fmt: skip
     """Compute and write one shard; returns the (path, reason) of videos that gave no rows."""
     dataset = VideoWindows(_shard_entries(entries, shard, cfg), cfg)
-    loader = DataLoader(dataset, batch_size=None, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(dataset, batch_size=None, num_workers=cfg.workers(device), pin_memory=device.type == "cuda")
     rows: list[dict[str, Any]] = []
     outputs: dict[str, list[np.ndarray]] = {name: [] for name in cfg.outputs}
     pending_views: list[Tensor] = []
