@@ -9,6 +9,11 @@ HF transformers layout (``VJEPA2Model.from_pretrained(out)`` opens it)::
 
     python tools/export.py runs/demo exports/demo-hf --format hf --predictor
 
+With a probe trained by ``tools/probe.py --out``, a ``VJEPA2ForVideoClassification`` whose head
+is the probe (``--probe`` also takes an HF classification directory)::
+
+    python tools/export.py runs/demo exports/demo-cls --format hf --probe probes/demo
+
 A ``torch.export`` program for one clip shape (any batch size)::
 
     python tools/export.py runs/demo exports/demo.pt2 --format pt2 --num-frames 16 --img-size 256
@@ -26,6 +31,7 @@ import logging
 import sys
 from typing import Any, Optional, Sequence
 
+from jepa.eval.probe import load_probe
 from jepa.export.writers import EXPORT_FORMATS, export_encoder
 
 
@@ -54,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE", help="encoder architecture override")
     p.add_argument("--num-frames", type=int, default=None, help="pt2: frames of the exported clip shape")
     p.add_argument("--img-size", type=int, default=None, help="pt2: side of the exported clip shape")
+    p.add_argument("--probe", default=None, help="hf: a probe directory to export as the classification head")
     return p
 
 
@@ -63,6 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out = export_encoder(
         args.source, args.out, args.format, which=args.which, predictor=args.predictor, strict=not args.non_strict,
         num_frames=args.num_frames, img_size=args.img_size, encoder_kwargs=parse_overrides(args.arch),
+        probe=load_probe(args.probe) if args.probe else None,
     )  # fmt: skip
     print(f"exported {args.which} of {args.source} as {args.format} -> {out}")
     return 0

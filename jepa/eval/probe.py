@@ -28,6 +28,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from jepa.eval.features import COMBINE_MODES, Combine, FeatureSet
+from jepa.export.hf import is_hf_dir
+from jepa.export.hf_classifier import read_hf_probe
 from jepa.eval.metrics import average_by_group, topk_accuracy
 from jepa.models.attentive_pool import AttentivePooler
 
@@ -37,7 +39,11 @@ MODEL_FILE = "model.safetensors"
 
 
 class AttentiveClassifier(nn.Module):
-    """Tokens (B, N, dim) -> logits (B, num_classes): attentive pooling, then a linear head."""
+    """Tokens (B, N, dim) -> logits (B, num_classes): attentive pooling, then a linear head.
+
+    `labels` (optional) names the classes in order; it travels with the probe (our format and
+    HF's `id2label`).
+    """
 
     def __init__(
         self,
@@ -47,13 +53,18 @@ class AttentiveClassifier(nn.Module):
         num_heads: int = 16,
         depth: int = 3,
         mlp_ratio: float = 4.0,
+        labels: Optional[Sequence[str]] = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"a classifier needs num_classes >= 2, got {num_classes}")
+        if labels is not None and len(labels) != num_classes:
+            raise ValueError(f"{len(labels)} labels for {num_classes} classes")
         self.config: dict[str, Any] = dict(
             dim=dim, num_classes=num_classes, num_queries=num_queries, num_heads=num_heads, depth=depth, mlp_ratio=mlp_ratio
         )
+        if labels is not None:
+            self.config["labels"] = [str(name) for name in labels]
         self.pooler = AttentivePooler(dim, num_queries=num_queries, num_heads=num_heads, depth=depth, mlp_ratio=mlp_ratio)
         # With several queries their outputs are concatenated, so no query's view is averaged away.
         self.linear = nn.Linear(dim * num_queries, num_classes)
@@ -235,10 +246,18 @@ def read_probe_config(path: Union[str, Path]) -> dict[str, Any]:
 
 
 def load_probe(path: Union[str, Path], device: Union[str, torch.device, None] = None) -> AttentiveClassifier:
-    """Rebuild a saved probe in eval mode (strict: every tensor must fit)."""
-    record = read_probe_config(path)
-    probe = AttentiveClassifier(**record["probe"])
-    probe.load_state_dict(load_file(str(Path(path) / MODEL_FILE)), strict=True)
+    """Rebuild a saved probe in eval mode (strict: every tensor must fit).
+
+    `path` is a probe directory of ours or an HF `VJEPA2ForVideoClassification` directory,
+    whose pooler and classifier become the probe (class names from its `id2label`); the
+    encoder of the latter loads with `jepa.load_encoder(path)`.
+    """
+    if is_hf_dir(path):
+        config, state = read_hf_probe(path)
+    else:
+        config, state = read_probe_config(path)["probe"], load_file(str(Path(path) / MODEL_FILE))
+    probe = AttentiveClassifier(**config)
+    probe.load_state_dict(state, strict=True)
     return probe.to(device).eval()
 
 

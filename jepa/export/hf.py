@@ -266,7 +266,7 @@ def save_hf(
     return directory
 
 
-def _read_hf_weights(directory: Path) -> dict[str, Tensor]:
+def read_hf_weights(directory: Path) -> dict[str, Tensor]:
     if (directory / WEIGHTS_FILE).is_file():
         return load_file(str(directory / WEIGHTS_FILE))
     if (directory / INDEX_FILE).is_file():
@@ -296,7 +296,7 @@ def read_hf(directory: Union[str, Path]) -> RawCheckpoint:
     directory = Path(directory)
     cfg = json.loads((directory / CONFIG_FILE).read_text())
     enc_cfg, pred_cfg = configs_from_hf(cfg)
-    enc_state, pred_state = hf_to_ours(_read_hf_weights(directory))
+    enc_state, pred_state = hf_to_ours(read_hf_weights(directory))
     states = {"encoder": enc_state}
     if pred_state:
         states["predictor"] = pred_state

@@ -3,6 +3,7 @@
 Formats:
 - "jepa": our `config.json` + `model.safetensors` (`jepa.load_encoder(dir)` reads it back);
 - "hf": the transformers `VJEPA2Model` layout (`VJEPA2Model.from_pretrained(dir)` opens it);
+  with a probe, `VJEPA2ForVideoClassification` (encoder + the probe as its head);
 - "pt2": a `torch.export` program of the encoder for one clip shape (batch size free),
   loadable with `torch.export.load(path).module()` and no jepa install.
 """
@@ -16,6 +17,7 @@ import torch
 
 from jepa.export.formats import save_exported
 from jepa.export.hf import save_hf
+from jepa.export.hf_classifier import save_hf_classifier
 from jepa.export.load import Source, build_models, read_source
 from jepa.models.predictor import VisionTransformerPredictor
 from jepa.models.vit import VisionTransformer
@@ -51,6 +53,7 @@ def export_encoder(
     meta: Optional[dict[str, Any]] = None,
     encoder_kwargs: Optional[dict[str, Any]] = None,
     predictor_kwargs: Optional[dict[str, Any]] = None,
+    probe: Optional[torch.nn.Module] = None,
 ) -> Path:
     """Export an encoder; returns the written directory (or `.pt2` file).
 
@@ -58,10 +61,14 @@ def export_encoder(
     source, `predictor=True` also exports its predictor ("jepa" and "hf" formats); with a
     model, pass the predictor module. "pt2" needs the clip shape (defaults: the model's).
     `encoder_kwargs` / `predictor_kwargs` override stored or inferred architecture arguments
-    of a source (e.g. `num_heads` for an official `.pt`).
+    of a source (e.g. `num_heads` for an official `.pt`). `probe` (an `AttentiveClassifier`,
+    e.g. from `jepa.eval.load_probe`), "hf" only, writes a `VJEPA2ForVideoClassification`
+    whose head is the probe.
     """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
+    if probe is not None and format != "hf":
+        raise ValueError(f"a probe is exported only in the hf format (VJEPA2ForVideoClassification), not {format!r}")
     pred: Optional[VisionTransformerPredictor] = None
     info: dict[str, Any] = dict(meta or {})
     if isinstance(model_or_source, VisionTransformer):
@@ -88,6 +95,8 @@ def export_encoder(
     enc_state, enc_cfg = encoder.state_dict(), encoder.config
     pred_state = pred.state_dict() if pred is not None else None
     pred_cfg = pred.config if pred is not None else None
+    if format == "hf" and probe is not None:
+        return save_hf_classifier(out, enc_state, enc_cfg, probe, pred_state, pred_cfg)
     if format == "hf":
         return save_hf(out, enc_state, enc_cfg, pred_state, pred_cfg)
     return save_exported(out, enc_state, enc_cfg, pred_state, pred_cfg, meta=info)
