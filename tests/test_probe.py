@@ -16,6 +16,7 @@ from PIL import Image
 from jepa.data.manifest import ManifestEntry, read_manifest
 from jepa.data.synthetic import make_synthetic_dataset
 from jepa.eval import (
+    AttentiveClassifier,
     FeatureSet,
     ProbeConfig,
     evaluate_probe,
@@ -31,6 +32,7 @@ from jepa.eval import (
 )
 from jepa.eval.metrics import average_by_group, chance_accuracy, confusion_matrix
 from jepa.export.embed import EmbedConfig, extract_embeddings
+from jepa.export.state import CheckpointMismatchError
 from jepa.export.writers import export_encoder
 from jepa.models.registry import create_encoder
 
@@ -131,6 +133,34 @@ def test_probe_checkpoint_round_trip(tmp_path: Path) -> None:
     (tmp_path / "other" / "config.json").write_text('{"format": "jepa-export"}')
     with pytest.raises(ValueError, match="jepa-probe"):
         load_probe(tmp_path / "other")
+
+
+def test_official_eval_checkpoint_loads_the_chosen_head(tmp_path: Path) -> None:
+    """The official frozen evaluation saves {"classifiers": [DDP state dicts], "opt", "epoch"}."""
+    heads = [AttentiveClassifier(32, 5, num_heads=4, depth=2, mlp_ratio=2.0) for _ in range(2)]
+    optimizer = torch.optim.AdamW(heads[1].parameters())
+    heads[1](torch.randn(3, 6, 32)).sum().backward()
+    optimizer.step()
+    ckpt = {
+        "classifiers": [{f"module.{k}": v for k, v in h.state_dict().items()} for h in heads],
+        "opt": [optimizer.state_dict()],
+        "scaler": None,
+        "epoch": 20,
+    }
+    torch.save(ckpt, tmp_path / "latest.pt")
+    loaded = load_probe(tmp_path / "latest.pt", head=1, num_heads=4)
+    assert loaded.config == heads[1].config
+    tokens = torch.randn(3, 6, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(tokens), heads[1].eval()(tokens))
+        assert not torch.allclose(load_probe(tmp_path / "latest.pt", num_heads=4)(tokens), loaded(tokens))
+    with pytest.raises(CheckpointMismatchError, match="holds 2 classifier"):
+        load_probe(tmp_path / "latest.pt", head=2, num_heads=4)
+    with pytest.raises(CheckpointMismatchError, match="not divisible by num_heads=5"):
+        load_probe(tmp_path / "latest.pt", num_heads=5)
+    torch.save({"target_encoder": {}}, tmp_path / "encoder.pt")
+    with pytest.raises(CheckpointMismatchError, match="not an official probe"):
+        load_probe(tmp_path / "encoder.pt")
 
 
 def test_unlabelled_or_mismatched_sets_are_refused() -> None:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from jepa.eval.features import COMBINE_MODES, Combine, FeatureSet
 from jepa.export.hf import is_hf_dir
 from jepa.export.hf_classifier import read_hf_probe
+from jepa.export.official_probe import RELEASED_PROBE_HEADS, read_official_probe
 from jepa.eval.metrics import average_by_group, topk_accuracy
 from jepa.models.attentive_pool import AttentivePooler
 
@@ -245,14 +246,23 @@ def read_probe_config(path: Union[str, Path]) -> dict[str, Any]:
     return record
 
 
-def load_probe(path: Union[str, Path], device: Union[str, torch.device, None] = None) -> AttentiveClassifier:
+def load_probe(
+    path: Union[str, Path],
+    device: Union[str, torch.device, None] = None,
+    head: int = 0,
+    num_heads: int = RELEASED_PROBE_HEADS,
+) -> AttentiveClassifier:
     """Rebuild a saved probe in eval mode (strict: every tensor must fit).
 
-    `path` is a probe directory of ours or an HF `VJEPA2ForVideoClassification` directory,
-    whose pooler and classifier become the probe (class names from its `id2label`); the
-    encoder of the latter loads with `jepa.load_encoder(path)`.
+    `path` is one of: a probe directory of ours; an HF `VJEPA2ForVideoClassification`
+    directory, whose pooler and classifier become the probe (class names from its
+    `id2label`; its encoder loads with `jepa.load_encoder(path)`); a checkpoint file of the
+    official frozen evaluation, which holds several heads (`head` picks one) and does not
+    record the attention heads (`num_heads`, 16 in the released probes).
     """
-    if is_hf_dir(path):
+    if Path(path).is_file():
+        config, state = read_official_probe(path, head, num_heads)
+    elif is_hf_dir(path):
         config, state = read_hf_probe(path)
     else:
         config, state = read_probe_config(path)["probe"], load_file(str(Path(path) / MODEL_FILE))

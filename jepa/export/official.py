@@ -104,7 +104,7 @@ def split_roles(ckpt: Any, source: str) -> dict[str, dict[str, Tensor]]:
     )
 
 
-def _count_blocks(state: Mapping[str, Tensor], prefix: str) -> int:
+def count_blocks(state: Mapping[str, Tensor], prefix: str) -> int:
     pattern = re.compile(rf"^{re.escape(prefix)}(\d+)\.")
     found = {int(m.group(1)) for k in state if (m := pattern.match(k))}
     if not found:
@@ -114,13 +114,13 @@ def _count_blocks(state: Mapping[str, Tensor], prefix: str) -> int:
     return len(found)
 
 
-def _require(state: Mapping[str, Tensor], key: str, what: str) -> Tensor:
+def require_key(state: Mapping[str, Tensor], key: str, what: str) -> Tensor:
     if key not in state:
         raise CheckpointMismatchError(f"{what}: required key {key!r} not found; keys start with {sorted(state)[:8]}")
     return state[key]
 
 
-def _mlp_ratio(hidden: int, dim: int) -> float:
+def mlp_ratio_of(hidden: int, dim: int) -> float:
     """A ratio r with int(dim * r) == hidden (the block builds int(dim * mlp_ratio) units)."""
     for ratio in (hidden / dim, (hidden + 0.5) / dim):
         if int(dim * ratio) == hidden:
@@ -142,7 +142,7 @@ def _grid_from_rows(rows: int, tubelet: int, num_frames: Optional[int]) -> tuple
 
 def infer_encoder_config(state: Mapping[str, Tensor], notes: list[str], **overrides: Any) -> dict[str, Any]:
     """`VisionTransformer` kwargs from an encoder state dict; `overrides` win over inference."""
-    weight = _require(state, "patch_embed.proj.weight", "encoder")
+    weight = require_key(state, "patch_embed.proj.weight", "encoder")
     if weight.ndim != 5 or weight.shape[3] != weight.shape[4]:
         raise CheckpointMismatchError(f"patch_embed.proj.weight must be (D, C, t, p, p), got {tuple(weight.shape)}")
     dim, in_chans, tubelet, patch = (
@@ -151,11 +151,11 @@ def infer_encoder_config(state: Mapping[str, Tensor], notes: list[str], **overri
         int(weight.shape[2]),
         int(weight.shape[3]),
     )
-    depth = _count_blocks(state, "blocks.")
-    hidden = int(_require(state, "blocks.0.mlp.fc1.weight", "encoder").shape[0])
+    depth = count_blocks(state, "blocks.")
+    hidden = int(require_key(state, "blocks.0.mlp.fc1.weight", "encoder").shape[0])
     cfg: dict[str, Any] = dict(
         embed_dim=dim, depth=depth, in_chans=in_chans, tubelet_size=tubelet, patch_size=patch,
-        mlp_ratio=_mlp_ratio(hidden, dim), qkv_bias="blocks.0.attn.qkv.bias" in state,
+        mlp_ratio=mlp_ratio_of(hidden, dim), qkv_bias="blocks.0.attn.qkv.bias" in state,
         pos_embed="sincos" if "pos_embed" in state else "rope", rope_layout="released",
     )  # fmt: skip
     sizes = [(n, s) for n, s in VIT_SIZES.items() if (s.embed_dim, s.depth) == (dim, depth)]
@@ -187,16 +187,16 @@ def infer_predictor_config(
     state: Mapping[str, Tensor], encoder_config: Mapping[str, Any], notes: list[str], **overrides: Any
 ) -> dict[str, Any]:
     """`VisionTransformerPredictor` kwargs from a predictor state dict and its encoder's config."""
-    embed = _require(state, "predictor_embed.weight", "predictor")
+    embed = require_key(state, "predictor_embed.weight", "predictor")
     pred_dim, dim = int(embed.shape[0]), int(embed.shape[1])
-    hidden = int(_require(state, "predictor_blocks.0.mlp.fc1.weight", "predictor").shape[0])
+    hidden = int(require_key(state, "predictor_blocks.0.mlp.fc1.weight", "predictor").shape[0])
     num_tokens = sum(1 for k in state if re.fullmatch(r"mask_tokens\.\d+", k))
     sincos = "predictor_pos_embed" in state
     cfg: dict[str, Any] = dict(
         img_size=encoder_config["img_size"], patch_size=encoder_config["patch_size"],
         num_frames=encoder_config["num_frames"], tubelet_size=encoder_config["tubelet_size"],
-        embed_dim=dim, predictor_embed_dim=pred_dim, depth=_count_blocks(state, "predictor_blocks."),
-        mlp_ratio=_mlp_ratio(hidden, pred_dim), qkv_bias="predictor_blocks.0.attn.qkv.bias" in state,
+        embed_dim=dim, predictor_embed_dim=pred_dim, depth=count_blocks(state, "predictor_blocks."),
+        mlp_ratio=mlp_ratio_of(hidden, pred_dim), qkv_bias="predictor_blocks.0.attn.qkv.bias" in state,
         num_mask_tokens=max(num_tokens, 1), pos_embed="sincos" if sincos else "rope", rope_layout="released",
     )  # fmt: skip
     if "num_heads" not in overrides:
