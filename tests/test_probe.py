@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tool_module import load_tool
 
 from jepa.data.manifest import ManifestEntry, read_manifest
 from jepa.data.synthetic import make_synthetic_dataset
@@ -244,3 +245,21 @@ def test_probe_cli_on_embeddings_and_on_the_fly(tmp_path: Path, tiny_videos: Pat
     live = extract_features(encoder, entries, replace(cfg, layers=(1, 1)), device="cpu")
     assert evaluate_probe(probe, live) == pytest.approx(printed["attentive"])
     assert load_probe(tmp_path / "p2").config == probe.config
+
+
+def test_probe_cli_evaluates_a_trained_probe_without_training(tmp_path: Path, tiny_videos: Path, capsys) -> None:
+    encoder = tiny_encoder()
+    export_encoder(encoder, tmp_path / "enc")
+    entries = read_manifest(tiny_videos)
+    cfg = EmbedConfig(frames_per_clip=4, frame_step=1, num_clips=1, crop_size=32, outputs=("tokens",), precision="fp32")
+    live = extract_features(encoder, entries, cfg, device="cpu")
+    probe = train_probe(live, ProbeConfig(depth=0, num_heads=2, epochs=2), device="cpu").probe
+    save_probe(probe, tmp_path / "probe")
+    tool = load_tool("probe")
+    args = ["--checkpoint", str(tmp_path / "enc"), "--val-manifest", str(tiny_videos), "--frames", "4", "--frame-step", "1",
+            "--crop", "32", "--eval", str(tmp_path / "probe"), "--threads", "1"]  # fmt: skip
+    assert tool.main(args) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["attentive"] == pytest.approx(evaluate_probe(probe, live))
+    with pytest.raises(SystemExit, match="--eval needs no train set"):
+        tool.main([a for a in args if a not in ("--eval", str(tmp_path / "probe"))])

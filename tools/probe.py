@@ -18,6 +18,13 @@ query); ``--lr 1e-3 3e-4 --wd 0.01 0.1`` trains a grid of heads in parallel and 
 on the val set (the released protocol). Each spatial view concatenates the tokens of its
 clips; per-video predictions average the views' softmax. The probe is saved to ``--out`` and
 loads with ``jepa.eval.load_probe(path)``. The last line printed is the metrics as JSON.
+
+A trained classifier on the val set only, no training: ``--eval`` takes anything
+``load_probe`` reads (our probe directory, an HF ``VJEPA2ForVideoClassification`` directory, the
+official evaluation's ``.pt``, with ``--eval-head`` / ``--eval-num-heads``)::
+
+    python tools/probe.py --checkpoint vjepa2-vitl-ssv2 --eval vjepa2-vitl-ssv2 --val-manifest val.csv \
+        --frames 16 --frame-step 2 --num-clips 2 --crops 3 --crop 256
 """
 
 from __future__ import annotations
@@ -37,7 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jepa.data.manifest import read_manifest  # noqa: E402
 from jepa.eval.features import COMBINE_MODES, FeatureSet, extract_features, load_embeddings  # noqa: E402
 from jepa.eval.knn import knn_evaluate  # noqa: E402
-from jepa.eval.probe import ProbeConfig, probe_config_dict, save_probe, train_probe  # noqa: E402
+from jepa.eval.probe import (  # noqa: E402
+    ProbeConfig,
+    evaluate_probe,
+    load_probe,
+    probe_config_dict,
+    save_probe,
+    train_probe,
+)
 from jepa.export.embed import EmbedConfig  # noqa: E402
 from jepa.export.load import load_encoder  # noqa: E402
 
@@ -87,20 +101,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="default: cuda if available")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="directory for the trained probe")
+    ev = p.add_argument_group("evaluate a trained probe (no training; only the val set)")
+    ev.add_argument("--eval", default=None, help="a probe load_probe reads: ours, HF classification dir, official .pt")
+    ev.add_argument("--eval-head", type=int, default=0, help="official .pt: which of its heads")
+    ev.add_argument("--eval-num-heads", type=int, default=16, help="official .pt: attention heads of the probe")
     return p
 
 
 def load_sets(args: argparse.Namespace, device: torch.device) -> tuple[FeatureSet, FeatureSet, dict[str, Any]]:
     """(train, val, provenance) from embeddings or from an encoder and manifests."""
     if args.train_embeddings or args.val_embeddings:
-        if not (args.train_embeddings and args.val_embeddings) or args.checkpoint:
+        if not ((args.train_embeddings or args.eval) and args.val_embeddings) or args.checkpoint:
             raise SystemExit("give --train-embeddings and --val-embeddings (and no --checkpoint)")
         if args.layers:
             raise SystemExit("--layers is chosen when embedding (tools/embed.py --layers), not when probing embeddings")
         source = {"train_embeddings": args.train_embeddings, "val_embeddings": args.val_embeddings, "output": args.output}
-        return load_embeddings(args.train_embeddings, args.output), load_embeddings(args.val_embeddings, args.output), source
-    if not (args.checkpoint and args.train_manifest and args.val_manifest):
-        raise SystemExit("give --checkpoint, --train-manifest and --val-manifest, or --train/--val-embeddings")
+        train = load_embeddings(args.train_embeddings, args.output) if args.train_embeddings else None
+        return train, load_embeddings(args.val_embeddings, args.output), source  # type: ignore[return-value]
+    if not (args.checkpoint and (args.train_manifest or args.eval) and args.val_manifest):
+        raise SystemExit(
+            "give --checkpoint, --train-manifest and --val-manifest, or --train/--val-embeddings "
+            "(--eval needs no train set)"
+        )
     cfg = EmbedConfig(
         frames_per_clip=args.frames,
         fps=args.fps if args.fps is not None or args.frame_step is not None else 4.0,
@@ -114,9 +136,23 @@ def load_sets(args: argparse.Namespace, device: torch.device) -> tuple[FeatureSe
         layers=tuple(args.layers) if args.layers else None,
     )
     encoder = load_encoder(args.checkpoint, which=args.which)
-    sets = [extract_features(encoder, read_manifest(m), cfg, device=device) for m in (args.train_manifest, args.val_manifest)]
+    manifests = (args.train_manifest, args.val_manifest)
+    sets = [extract_features(encoder, read_manifest(m), cfg, device=device) if m else None for m in manifests]
     source = {"checkpoint": args.checkpoint, "which": args.which, "features": asdict(cfg)}
-    return sets[0], sets[1], source
+    return sets[0], sets[1], source  # type: ignore[return-value]
+
+
+def evaluate_saved(args: argparse.Namespace, val_set: FeatureSet, device: torch.device) -> int:
+    """`--eval`: top-1 / top-5 of a trained probe on the val features, and its class names."""
+    probe = load_probe(args.eval, device, head=args.eval_head, num_heads=args.eval_num_heads)
+    dim = int(val_set.tokens.shape[-1])
+    if probe.config["dim"] != dim:
+        raise SystemExit(f"the probe reads {probe.config['dim']}-wide tokens; these features are {dim} wide")
+    print(f"features: val {tuple(val_set.tokens.shape)} ({val_set.num_videos} videos); probe {args.eval}")
+    metrics = evaluate_probe(probe, val_set, args.combine)
+    print("attentive probe: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+    print(json.dumps({"attentive": metrics, "labels": probe.config.get("labels")}))
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -126,6 +162,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     train_set, val_set, source = load_sets(args, device)
+    if args.eval:
+        return evaluate_saved(args, val_set, device)
     print(f"features: train {tuple(train_set.tokens.shape)} ({train_set.num_videos} videos), "
           f"val {tuple(val_set.tokens.shape)} ({val_set.num_videos} videos)")  # fmt: skip
     report: dict[str, Any] = {}
