@@ -258,10 +258,15 @@ def save_hf(
     tensors = encoder_to_hf(encoder_state)
     if predictor_state is not None:
         tensors.update(predictor_to_hf(predictor_state))
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    return write_hf_dir(directory, tensors, cfg)
+
+
+def write_hf_dir(directory: Union[str, Path], tensors: Mapping[str, Tensor], cfg: Mapping[str, Any]) -> Path:
+    """`model.safetensors` (CPU, contiguous) + `config.json`: all `from_pretrained` reads."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     (directory / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
     return directory
 

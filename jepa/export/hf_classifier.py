@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
-from jepa.export.hf import CONFIG_FILE, WEIGHTS_FILE, encoder_to_hf, hf_config, predictor_to_hf, read_hf_weights
+from jepa.export.hf import CONFIG_FILE, encoder_to_hf, hf_config, predictor_to_hf, read_hf_weights, write_hf_dir
 from jepa.export.state import CheckpointMismatchError
 
 # One transformer-layer tensor in HF's pooler: (ours, HF) module suffixes; q/k/v are stacked.
@@ -188,18 +187,15 @@ def save_hf_classifier(
 ) -> Path:
     """Write a directory `transformers.VJEPA2ForVideoClassification.from_pretrained` opens:
     our encoder (+ predictor) under `vjepa2.`, the probe as its pooler and classifier."""
+    if predictor_state is not None and predictor_config is None:
+        raise ValueError("predictor_state needs predictor_config")
     probe_config: Mapping[str, Any] = getattr(probe, "config", {})
     cfg = hf_classifier_config(encoder_config, probe_config, predictor_config if predictor_state is not None else None)
     tensors = {f"vjepa2.{k}": v for k, v in encoder_to_hf(encoder_state).items()}
     if predictor_state is not None:
         tensors.update({f"vjepa2.{k}": v for k, v in predictor_to_hf(predictor_state).items()})
     tensors.update(probe_to_hf(probe.state_dict()))
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-    (directory / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
-    return directory
+    return write_hf_dir(directory, tensors, cfg)
 
 
 def read_hf_probe(directory: Union[str, Path]) -> tuple[dict[str, Any], dict[str, Tensor]]:
