@@ -170,6 +170,19 @@ def test_pickle_carrying_code_is_refused(tmp_path: Path) -> None:
     # The payload is real: a plain unpickle would have run it.
     torch.load(tmp_path / "evil.pt", weights_only=False)
     assert flag.read_text() == "code ran"
+
+
+def test_unreadable_files_are_named_not_a_bare_torch_error(tmp_path: Path) -> None:
+    encoder, _, _ = _models()
+    torch.save({"target_encoder": encoder.state_dict()}, tmp_path / "good.pt")
+    whole = (tmp_path / "good.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    for name in ("truncated.pt", "empty.pt", "notes.pt"):
+        with pytest.raises(CheckpointMismatchError, match=rf"{name} \(\d+ bytes\) is not a readable torch checkpoint"):
+            load_encoder(tmp_path / name)
+    assert load_encoder(tmp_path / "good.pt") is not None
     assert isinstance(pickle.dumps(1), bytes)
 
 

@@ -48,7 +48,15 @@ RELEASED_PRED_HEADS = 12
 
 
 def load_torch_file(path: Union[str, Path]) -> Any:
-    """`torch.load` restricted to tensors and plain containers; a pickle carrying code is refused."""
+    """`torch.load` restricted to tensors and plain containers; a pickle carrying code is refused,
+    and a file torch cannot read at all (empty, truncated, not a checkpoint) is named as such."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK..) or, in the legacy format, a pickle (protocol >= 2
+    # opens with 0x80). Anything else would reach the unpickler as garbage opcodes and read
+    # as "unsafe", which it is not.
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise _unreadable(path, ValueError(f"starts with {head!r}, neither a zip archive nor a pickle"))
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
@@ -58,11 +66,26 @@ def load_torch_file(path: Union[str, Path]) -> Any:
         ) from err
     except RuntimeError as err:
         if "mmap" not in str(err):
-            raise
+            raise _unreadable(path, err) from err
+    except (EOFError, KeyError, ValueError, OSError) as err:
+        raise _unreadable(path, err) from err
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(f"refusing to load {path}: it is not weights-only ({err})") from err
+    except (RuntimeError, EOFError, KeyError, ValueError) as err:
+        raise _unreadable(path, err) from err
+
+
+def _unreadable(path: Union[str, Path], err: BaseException) -> CheckpointMismatchError:
+    if isinstance(err, FileNotFoundError):
+        return CheckpointMismatchError(f"{path}: no such file")
+    size = Path(path).stat().st_size if Path(path).is_file() else 0
+    detail = str(err).splitlines()[0][:200] if str(err) else "unexpected end of file"
+    return CheckpointMismatchError(
+        f"{path} ({size} bytes) is not a readable torch checkpoint (empty, truncated or another format?): "
+        f"{type(err).__name__}: {detail}"
+    )
 
 
 def strip_prefixes(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
