@@ -8,6 +8,7 @@ under `torch.hub.get_dir()`)::
     enc = torch.hub.load("path/to/jepa", "vit_large", source="local", pretrained="https://.../vitl.pt")
     enc = torch.hub.load("path/to/jepa", "encoder", source="local", checkpoint="runs/demo")
     pred = torch.hub.load("path/to/jepa", "predictor", source="local", checkpoint="runs/demo")
+    head = torch.hub.load("path/to/jepa", "probe", source="local", checkpoint="https://.../ssv2-vitl.pt")
 
 Loading is strict (any mismatch raises with the full list) and never unpickles code.
 """
@@ -42,6 +43,17 @@ def predictor(checkpoint: str, strict: bool = True, **kwargs: Any) -> Any:
     from jepa.export.load import load_predictor
 
     return load_predictor(checkpoint, strict=strict, **kwargs)
+
+
+def probe(checkpoint: str, head: int = 0, num_heads: int = 16) -> Any:
+    """An attentive probe, in eval mode: our probe directory, the head of an HF
+    `VJEPA2ForVideoClassification` directory, or an official evaluation `.pt` (path or URL;
+    `head` picks one of its classifiers, `num_heads` is not recorded there: 16 as released)."""
+    from jepa.eval.probe import load_probe
+    from jepa.export.load import fetch
+
+    path = fetch(checkpoint) if checkpoint.startswith(("http://", "https://", "file://")) else checkpoint
+    return load_probe(path, head=head, num_heads=num_heads)
 
 
 def vit_tiny(pretrained: Optional[str] = None, **kwargs: Any) -> Any:

@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 import jepa
+from jepa.eval.probe import AttentiveClassifier
 from jepa.export.state import CheckpointMismatchError
 from jepa.models.predictor import VisionTransformerPredictor
 from jepa.models.vit import VisionTransformer
@@ -149,3 +150,8 @@ def test_hub_entries_build_and_load_local_file_and_url(
     assert torch.equal(from_run(clip), expected)
     with pytest.raises(ValueError, match="not vit_small"):
         torch.hub.load(str(REPO), "vit_small", source="local", pretrained=str(official))
+    probe = AttentiveClassifier(192, 3, num_heads=4, depth=1)
+    torch.save({"classifiers": [{f"module.{k}": v for k, v in probe.state_dict().items()}]}, tmp_path / "probe.pt")
+    hub_probe = torch.hub.load(str(REPO), "probe", source="local", checkpoint=(tmp_path / "probe.pt").as_uri(), num_heads=4)
+    tokens = expected
+    assert torch.equal(hub_probe(tokens), probe.eval()(tokens))
