@@ -16,3 +16,5 @@ run --batch 64 --warmup 4 --steps 5 --compile                      # cold: new t
 run --batch 64 --warmup 4 --steps 5 --compile --sdpa flash         # cold, no cuDNN attention plans
 run --batch 64 --warmup 4 --steps 5 --compile --mask-pool 2        # steady state of a long run
 grep -h -E "^(command|clips/s|ms per|peak|MFU)" "$out/bench_step.txt"
+# Decode threads on the GPU host's cores (one process): how far clip-level threads scale past 2.
+python3 tools/bench_data.py --clips 200 --backends pyav --threads 1 4 8 16 --batch 32 2>&1 | tee "$out/bench_data.txt"
