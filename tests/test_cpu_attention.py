@@ -5,6 +5,8 @@ SDPA's own bf16 path."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -127,3 +129,27 @@ def test_bf16_training_step_is_as_close_to_float64_as_sdpa(monkeypatch: pytest.M
     (loss_err, grad_err), (sdpa_loss_err, sdpa_grad_err) = errors[True], errors[False]
     assert loss_err < 1e-3 and grad_err < 0.1
     assert grad_err < 1.5 * sdpa_grad_err and loss_err < 1.5 * sdpa_loss_err + 1e-5
+
+
+def test_importing_the_models_does_not_import_dynamo() -> None:
+    """`torch.compiler.disable` imports torch._dynamo (~1.3 s): only compiling may pay for it."""
+    code = "import sys, jepa.models, jepa.export.load; assert 'torch._dynamo' not in sys.modules, 'dynamo imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_compiled_blocks_run_the_kernel_opaque_and_unchanged() -> None:
+    """Compiled (bf16, CPU) blocks call cpu_attention as a disabled function, not a traced loop."""
+    torch.manual_seed(0)
+    block = layers.Block(64, 4).eval()
+    x = torch.randn(2, 10, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        eager = block(x)
+        ca.opaque_cpu_attention()  # what compile_blocks builds before any trace
+        torch._dynamo.reset()
+        explained = torch._dynamo.explain(block)(x)
+        layers.compile_blocks(block)
+        compiled = block(x)
+    reasons = [str(r.reason).splitlines()[0] for r in explained.break_reasons]
+    assert reasons and all("disable" in r for r in reasons), reasons
+    torch.testing.assert_close(compiled.float(), eager.float(), rtol=2e-2, atol=2e-2)

@@ -16,7 +16,7 @@ itself accumulates in fp32), like every other bf16 matmul under autocast.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 import torch
@@ -37,9 +37,6 @@ def use_cpu_attention(device: torch.device, dtype: torch.dtype) -> bool:
     return enabled and device.type == "cpu" and dtype == torch.bfloat16
 
 
-# Kept out of torch.compile graphs: tracing the group loop specialised on every token count and
-# hit dynamo's recompile limit; left opaque, compiled blocks run it as it is.
-@torch.compiler.disable
 def cpu_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
     """softmax(q k^T / sqrt(d) [+ mask]) v for (B, H, N, d) tensors; the semantics of
     `F.scaled_dot_product_attention` without dropout (bool mask: True = attend; float: added)."""
@@ -48,6 +45,20 @@ def cpu_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] =
     if attn_mask is not None:
         attn_mask = attn_mask.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
     return _GroupedAttention.apply(q, k, v, attn_mask)
+
+
+_opaque: Optional[Callable[..., Tensor]] = None
+
+
+def opaque_cpu_attention() -> Callable[..., Tensor]:
+    """`cpu_attention` kept out of torch.compile graphs: tracing its group loop specialised on
+    every token count and hit dynamo's recompile limit; left opaque, compiled blocks run it as
+    it is. Built on first use, because `torch.compiler.disable` imports torch._dynamo (~1.3 s
+    on the dev VM), which nothing but compiling needs."""
+    global _opaque
+    if _opaque is None:
+        _opaque = torch.compiler.disable(cpu_attention)
+    return _opaque
 
 
 def _groups(b: int, h: int, block: int) -> Iterator[tuple[slice, slice]]:

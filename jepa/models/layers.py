@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from jepa.models.cpu_attention import cpu_attention, use_cpu_attention
+from jepa.models.cpu_attention import cpu_attention, opaque_cpu_attention, use_cpu_attention
 from jepa.models.rope import RoPE3D
 
 NORM_EPS = 1e-6
@@ -98,6 +98,8 @@ def attend(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None) 
     """Scaled dot-product attention of (B, H, N, d) tensors by the fastest kernel for them:
     bf16 GEMMs on CPU (jepa.models.cpu_attention), PyTorch's SDPA everywhere else."""
     if use_cpu_attention(q.device, q.dtype):
+        if torch.compiler.is_compiling():
+            return opaque_cpu_attention()(q, k, v, attn_mask)
         return cpu_attention(q, k, v, attn_mask)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
 
@@ -256,6 +258,7 @@ def compile_blocks(model: nn.Module, mode: Optional[str] = None) -> int:
     width. `nn.Module.compile` keeps parameter names, so checkpoints are unchanged.
     """
     blocks = [m for m in model.modules() if isinstance(m, (Block, CrossBlock))]
+    opaque_cpu_attention()  # built before tracing, so traces only call it
     for block in blocks:
         block.compile(mode=mode)
     return len(blocks)
