@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from jepa.export.load import load_encoder, load_models, load_predictor
 from jepa.export.official import strip_prefixes
@@ -108,6 +109,11 @@ def test_bare_state_dict_and_encoder_only_fallback(tmp_path: Path) -> None:
         expected = encoder.eval()(clip)
         assert torch.equal(load_encoder(tmp_path / "enc_only.pt")(clip), expected)  # no target_encoder: falls back
         assert torch.equal(load_encoder(tmp_path / "bare.pt")(clip), expected)
+        # safetensors is recognised by its contents, not its suffix
+        save_file(encoder.state_dict(), str(tmp_path / "bare.safetensors"))
+        (tmp_path / "bare_safetensors.bin").write_bytes((tmp_path / "bare.safetensors").read_bytes())
+        for name in ("bare.safetensors", "bare_safetensors.bin"):
+            assert torch.equal(load_encoder(tmp_path / name)(clip), expected)
     with pytest.raises(KeyError, match="predictor"):
         load_predictor(tmp_path / "bare.pt")
 
@@ -179,7 +185,9 @@ def test_unreadable_files_are_named_not_a_bare_torch_error(tmp_path: Path) -> No
     (tmp_path / "truncated.pt").write_bytes(whole[: len(whole) // 2])
     (tmp_path / "empty.pt").write_bytes(b"")
     (tmp_path / "notes.pt").write_text("not a checkpoint")
-    for name in ("truncated.pt", "empty.pt", "notes.pt"):
+    save_file(encoder.state_dict(), str(tmp_path / "good.safetensors"))
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "good.safetensors").read_bytes()[:100])
+    for name in ("truncated.pt", "empty.pt", "notes.pt", "cut.safetensors"):
         with pytest.raises(CheckpointMismatchError, match=rf"{name} \(\d+ bytes\) is not a readable torch checkpoint"):
             load_encoder(tmp_path / name)
     assert load_encoder(tmp_path / "good.pt") is not None

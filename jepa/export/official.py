@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors
 from torch import Tensor
 
 from jepa.export.raw import RawCheckpoint
@@ -48,15 +50,21 @@ RELEASED_PRED_HEADS = 12
 
 
 def load_torch_file(path: Union[str, Path]) -> Any:
-    """`torch.load` restricted to tensors and plain containers; a pickle carrying code is refused,
-    and a file torch cannot read at all (empty, truncated, not a checkpoint) is named as such."""
+    """A checkpoint file's contents: `torch.load` restricted to tensors and plain containers (a
+    pickle carrying code is refused), or a safetensors file's tensors whatever its suffix; a
+    file that is neither (empty, truncated, another format) is named as such."""
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
+    if head[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header
+        try:
+            return load_safetensors(str(path))
+        except (SafetensorError, OSError) as err:
+            raise _unreadable(path, err) from err
     # torch.save writes a zip archive (PK..) or, in the legacy format, a pickle (protocol >= 2
-    # opens with 0x80). Anything else would reach the unpickler as garbage opcodes and read
-    # as "unsafe", which it is not.
+    # opens with 0x80). Anything else would reach the unpickler as garbage opcodes and read as
+    # "unsafe", which it is not.
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise _unreadable(path, ValueError(f"starts with {head!r}, neither a zip archive nor a pickle"))
+        raise _unreadable(path, ValueError(f"starts with {head[:4]!r}: not a zip archive, pickle or safetensors file"))
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
@@ -240,13 +248,7 @@ def read_official(
 ) -> RawCheckpoint:
     """Read an official `.pt` (or a bare state dict in `.pt` / `.safetensors`) into a RawCheckpoint."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        ckpt: Any = load_file(str(path))
-    else:
-        ckpt = load_torch_file(path)
-    states = split_roles(ckpt, str(path))
+    states = split_roles(load_torch_file(path), str(path))
     notes: list[str] = []
     enc_state = states.get("target_encoder", states.get("encoder"))
     if enc_state is None:
