@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from tool_module import load_tool
 
+import jepa
 from jepa.data.manifest import ManifestEntry, read_manifest
 from jepa.data.synthetic import make_synthetic_dataset
 from jepa.eval import (
@@ -263,3 +264,20 @@ def test_probe_cli_evaluates_a_trained_probe_without_training(tmp_path: Path, ti
     assert printed["attentive"] == pytest.approx(evaluate_probe(probe, live))
     with pytest.raises(SystemExit, match="--eval needs no train set"):
         tool.main([a for a in args if a not in ("--eval", str(tmp_path / "probe"))])
+
+
+def test_classify_tool_prints_top_classes_per_video(tmp_path: Path, tiny_videos: Path, capsys) -> None:
+    encoder = tiny_encoder()
+    probe = AttentiveClassifier(32, 3, num_heads=2, depth=1, labels=["left", "right", "still"]).eval()
+    jepa.export_encoder(encoder, tmp_path / "cls", "hf", probe=probe)  # a VJEPA2ForVideoClassification dir
+    entries = read_manifest(tiny_videos)
+    one_file = entries[0].path
+    args = ["--checkpoint", str(tmp_path / "cls"), "--frames", "4", "--frame-step", "1", "--crop", "32", "--top-k", "2"]
+    assert load_tool("classify").main([*args, "--json", one_file, str(tiny_videos)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["path"] for r in rows] == [one_file] + [e.path for e in entries]
+    cfg = EmbedConfig(frames_per_clip=4, frame_step=1, crop_size=32)
+    expected = predict_videos(probe, extract_features(encoder, [entries[0]], cfg, device="cpu"))[0]
+    top = expected.topk(2)
+    assert rows[0]["top"] == [[["left", "right", "still"][int(i)], round(float(p), 4)] for p, i in zip(top.values, top.indices)]
+    assert rows[0]["top"] == rows[1]["top"], "the same video gives the same answer from a file and a manifest"
