@@ -258,7 +258,7 @@ def test_probe_cli_evaluates_a_trained_probe_without_training(tmp_path: Path, ti
     save_probe(probe, tmp_path / "probe")
     tool = load_tool("probe")
     args = ["--checkpoint", str(tmp_path / "enc"), "--val-manifest", str(tiny_videos), "--frames", "4", "--frame-step", "1",
-            "--crop", "32", "--eval", str(tmp_path / "probe"), "--threads", "1"]  # fmt: skip
+            "--crop", "32", "--eval", str(tmp_path / "probe"), "--threads", "1", "--precision", "fp32"]  # fmt: skip
     assert tool.main(args) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["attentive"] == pytest.approx(evaluate_probe(probe, live))

@@ -157,6 +157,7 @@ def feature_config(cfg: Any, layers: Optional[Sequence[int]] = None) -> EmbedCon
     return EmbedConfig(
         frames_per_clip=d.frames_per_clip, frame_step=d.frame_step, num_clips=1, crop_size=d.crop_size,
         short_side=d.crop_size, num_crops=1, batch_size=16, layers=tuple(layers) if layers else None,
+        precision="fp32",  # the probes of every documented run read fp32 features
     )
 
 

@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--short-side", type=int, default=None, help="resize the short side to this before cropping")
     p.add_argument("--crops", type=int, default=1, help="spatial views per clip")
     p.add_argument("--batch-size", type=int, default=8, help="views per encoder forward")
+    p.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16"), default="auto",
+        help="encoder precision: auto = bf16 where the device runs it natively",
+    )
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--device", default=None, help="default: cuda if available")
     p.add_argument("--json", action="store_true", help="JSON lines: {path, top: [[label, p], ...]}")
@@ -87,6 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         short_side=args.short_side,
         num_crops=args.crops,
         batch_size=args.batch_size,
+        precision=args.precision,
     )
     features = extract_features(encoder, gather_entries(args.inputs), cfg, device=device)
     probs = predict_videos(probe, features, device=device)

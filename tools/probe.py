@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--crops", type=int, default=1, help="spatial views per clip")
     src.add_argument("--feature-batch", type=int, default=16, help="views per encoder forward")
     src.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16"), default="auto",
+        help="encoder precision: auto = bf16 where the device runs it natively (as tools/embed.py)",
+    )
+    src.add_argument(
         "--workers", type=int, default=None,
         help="decoding worker processes (default: none on CPU, one per core but one on CUDA)",
     )
@@ -132,6 +136,7 @@ def load_sets(args: argparse.Namespace, device: torch.device) -> tuple[FeatureSe
         short_side=args.short_side,
         num_crops=args.crops,
         batch_size=args.feature_batch,
+        precision=args.precision,
         num_workers=args.workers,
         layers=tuple(args.layers) if args.layers else None,
     )

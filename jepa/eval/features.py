@@ -26,8 +26,16 @@ from torch.utils.data import DataLoader
 
 from jepa.data.image import ImageDecodeError, load_image
 from jepa.data.manifest import ManifestEntry, is_image_path
-from jepa.data.transforms import normalize_clip
-from jepa.export.embed import CONFIG_FILE, INDEX_FILE, ClipChunk, EmbedConfig, VideoWindows, encode, feature_dim, make_views
+from jepa.export.embed import (
+    CONFIG_FILE,
+    INDEX_FILE,
+    ClipChunk,
+    EmbedConfig,
+    VideoWindows,
+    ViewEncoder,
+    feature_dim,
+    make_views,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +147,9 @@ def extract_features(
 ) -> FeatureSet:
     """Run a frozen encoder over every window and view of every entry and keep all tokens.
 
-    Windows and views follow `cfg` exactly as `tools/embed.py` does (`num_clips` evenly spaced
-    windows, or sliding ones; `num_crops` views). Entries that cannot be read are skipped with
+    Windows, views and precision follow `cfg` exactly as `tools/embed.py` does (`num_clips`
+    evenly spaced windows, or sliding ones; `num_crops` views; `precision="auto"` encodes in
+    bf16 where the device runs it natively). Entries that cannot be read are skipped with
     a warning; `dtype=torch.float16` halves the memory of large sets.
     """
     if not entries:
@@ -148,6 +157,7 @@ def extract_features(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     encoder = encoder.to(device).eval()
     feature_dim(encoder, cfg.layers)
+    run_views = ViewEncoder(encoder, cfg, device)
     out_tokens: list[Tensor] = []
     meta: list[tuple[int, int, int]] = []
     views_buf: list[Tensor] = []
@@ -163,8 +173,7 @@ def extract_features(
         start = 0
         while len(views) - start >= cfg.batch_size or (final and start < len(views)):
             stop = min(start + cfg.batch_size, len(views))
-            x = normalize_clip(views[start:stop].to(device), cfg.mean, cfg.std)
-            out_tokens.append(encode(encoder, x, cfg.layers).float().to("cpu", dtype))
+            out_tokens.append(run_views.tokens(views[start:stop]).to("cpu", dtype))
             start = stop
         meta.extend(rows_buf[:start])
         del rows_buf[:start]

@@ -370,8 +370,10 @@ def feature_dim(encoder: nn.Module, layers: Optional[Sequence[int]] = None) -> i
     return dim * len(encoder.check_out_layers(layers))  # type: ignore[operator]
 
 
-class _Encoder:
-    """Normalise uint8 views on the device, run the encoder (bf16 autocast if asked), pool."""
+class ViewEncoder:
+    """Normalise uint8 views on the device, run the encoder (bf16 autocast if `cfg.precision`
+    asks for it), and hand back tokens or the outputs `cfg` asks to save. Embedding files and
+    on-the-fly probe features (jepa.eval.features) both encode through it."""
 
     def __init__(self, encoder: nn.Module, cfg: EmbedConfig, device: torch.device) -> None:
         self.encoder, self.cfg, self.device = encoder, cfg, device
@@ -379,17 +381,21 @@ class _Encoder:
         self.save_dtype = np.float32 if cfg.save_dtype == "float32" else np.float16
 
     @torch.inference_mode()
-    def __call__(self, views: Tensor) -> dict[str, np.ndarray]:
+    def tokens(self, views: Tensor) -> Tensor:
+        """float32 tokens (B, N, D) of uint8 views (B, T, H, W, C), on the device."""
         x = normalize_clip(views.to(self.device, non_blocking=True), self.cfg.mean, self.cfg.std)
         autocast = torch.autocast(self.device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext()
         with autocast:
-            tokens = encode(self.encoder, x, self.cfg.layers)
-        tokens = tokens.float()
+            return encode(self.encoder, x, self.cfg.layers).float()
+
+    @torch.inference_mode()
+    def __call__(self, views: Tensor) -> dict[str, np.ndarray]:
+        tokens = self.tokens(views)
         out: dict[str, np.ndarray] = {}
         if "pooled" in self.cfg.outputs:
             out["pooled"] = tokens.mean(dim=1).cpu().numpy().astype(self.save_dtype)
         if "tokens" in self.cfg.outputs:
-            grid = self.encoder.grid_size(*x.shape[2:])  # type: ignore[operator]
+            grid = self.encoder.grid_size(*views.shape[1:4])  # type: ignore[operator]
             out["tokens"] = tokens.reshape(len(tokens), *grid, -1).cpu().numpy().astype(self.save_dtype)
         return out
 
@@ -460,7 +466,7 @@ def extract_embeddings(
         "manifest_sha256": _fingerprint(entries),
     }
     _check_or_write_config(out_dir, record, overwrite)
-    run = _Encoder(encoder, cfg, device)
+    run = ViewEncoder(encoder, cfg, device)
     workers = cfg.workers(device)
     log.info(
         "setup: %s, precision %s, decode workers %d%s, decoder %s",
@@ -487,7 +493,7 @@ def _shard_entries(entries: Sequence[ManifestEntry], shard: int, cfg: EmbedConfi
 
 
 def _embed_shard(
-    run: _Encoder, entries: Sequence[ManifestEntry], shard: int, out_dir: Path, cfg: EmbedConfig,
+    run: ViewEncoder, entries: Sequence[ManifestEntry], shard: int, out_dir: Path, cfg: EmbedConfig,
     device: torch.device, bar: tqdm,
 ) -> list[tuple[str, str]]:  # fmt: skip
     """Compute and write one shard; returns the (path, reason) of videos that gave no rows."""
