@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jepa.data.manifest import VIDEO_EXTENSIONS, ManifestEntry, is_image_path, read_manifest  # noqa: E402
+from jepa.eval.clip_args import add_clip_arguments, clip_config  # noqa: E402
 from jepa.eval.features import extract_features  # noqa: E402
 from jepa.eval.probe import load_probe, predict_videos  # noqa: E402
-from jepa.export.embed import EmbedConfig  # noqa: E402
 from jepa.export.load import load_encoder  # noqa: E402
 
 
@@ -43,19 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-head", type=int, default=0, help="official .pt probe: which of its heads")
     p.add_argument("--probe-num-heads", type=int, default=16, help="official .pt probe: its attention heads")
     p.add_argument("--which", choices=("target_encoder", "encoder"), default="target_encoder")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (1 for images)")
-    rate = p.add_mutually_exclusive_group()
-    rate.add_argument("--fps", type=float, default=None, help="sampling rate inside a clip (default 4)")
-    rate.add_argument("--frame-step", type=int, default=None, help="source frames between sampled frames")
-    p.add_argument("--num-clips", type=int, default=1, help="evenly spaced clips per video")
-    p.add_argument("--crop", type=int, default=256, help="crop side in pixels")
-    p.add_argument("--short-side", type=int, default=None, help="resize the short side to this before cropping")
-    p.add_argument("--crops", type=int, default=1, help="spatial views per clip")
-    p.add_argument("--batch-size", type=int, default=8, help="views per encoder forward")
-    p.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16"), default="auto",
-        help="encoder precision: auto = bf16 where the device runs it natively",
-    )
+    add_clip_arguments(p, crop=256)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--device", default=None, help="default: cuda if available")
     p.add_argument("--json", action="store_true", help="JSON lines: {path, top: [[label, p], ...]}")
@@ -82,17 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     encoder = load_encoder(args.checkpoint, which=args.which)
     if probe.config["dim"] != encoder.embed_dim:
         raise SystemExit(f"the probe reads {probe.config['dim']}-wide tokens; the encoder makes {encoder.embed_dim}")
-    cfg = EmbedConfig(
-        frames_per_clip=args.frames,
-        fps=args.fps if args.fps is not None or args.frame_step is not None else 4.0,
-        frame_step=args.frame_step,
-        num_clips=args.num_clips,
-        crop_size=args.crop,
-        short_side=args.short_side,
-        num_crops=args.crops,
-        batch_size=args.batch_size,
-        precision=args.precision,
-    )
+    cfg = clip_config(args, args.batch_size)
     features = extract_features(encoder, gather_entries(args.inputs), cfg, device=device)
     probs = predict_videos(probe, features, device=device)
     labels = probe.config.get("labels") or [str(i) for i in range(probe.config["num_classes"])]

@@ -42,6 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jepa.data.manifest import read_manifest  # noqa: E402
+from jepa.eval.clip_args import add_clip_arguments, clip_config  # noqa: E402
 from jepa.eval.features import COMBINE_MODES, FeatureSet, extract_features, load_embeddings  # noqa: E402
 from jepa.eval.knn import knn_evaluate  # noqa: E402
 from jepa.eval.probe import (  # noqa: E402
@@ -52,7 +53,6 @@ from jepa.eval.probe import (  # noqa: E402
     save_probe,
     train_probe,
 )
-from jepa.export.embed import EmbedConfig  # noqa: E402
 from jepa.export.load import load_encoder  # noqa: E402
 
 
@@ -63,23 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--which", choices=("target_encoder", "encoder"), default="target_encoder")
     src.add_argument("--train-manifest")
     src.add_argument("--val-manifest")
-    src.add_argument("--frames", type=int, default=16, help="frames per clip (1 for images)")
-    rate = src.add_mutually_exclusive_group()
-    rate.add_argument("--fps", type=float, default=None, help="sampling rate inside a clip (default 4)")
-    rate.add_argument("--frame-step", type=int, default=None, help="source frames between sampled frames")
-    src.add_argument("--num-clips", type=int, default=1, help="evenly spaced temporal clips per video")
-    src.add_argument("--crop", type=int, default=224, help="crop side in pixels")
-    src.add_argument("--short-side", type=int, default=None, help="resize the short side to this before cropping")
-    src.add_argument("--crops", type=int, default=1, help="spatial views per clip")
-    src.add_argument("--feature-batch", type=int, default=16, help="views per encoder forward")
-    src.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16"), default="auto",
-        help="encoder precision: auto = bf16 where the device runs it natively (as tools/embed.py)",
-    )
-    src.add_argument(
-        "--workers", type=int, default=None,
-        help="decoding worker processes (default: none on CPU, one per core but one on CUDA)",
-    )
+    add_clip_arguments(src, crop=224, batch_flag="--feature-batch", batch=16)
     src.add_argument(
         "--layers", type=int, nargs="+", default=None,
         help="blocks (1..depth) whose normed outputs are concatenated per token (default: the last)",
@@ -127,19 +111,7 @@ def load_sets(args: argparse.Namespace, device: torch.device) -> tuple[FeatureSe
             "give --checkpoint, --train-manifest and --val-manifest, or --train/--val-embeddings "
             "(--eval needs no train set)"
         )
-    cfg = EmbedConfig(
-        frames_per_clip=args.frames,
-        fps=args.fps if args.fps is not None or args.frame_step is not None else 4.0,
-        frame_step=args.frame_step,
-        num_clips=args.num_clips,
-        crop_size=args.crop,
-        short_side=args.short_side,
-        num_crops=args.crops,
-        batch_size=args.feature_batch,
-        precision=args.precision,
-        num_workers=args.workers,
-        layers=tuple(args.layers) if args.layers else None,
-    )
+    cfg = clip_config(args, args.feature_batch, layers=tuple(args.layers) if args.layers else None)
     encoder = load_encoder(args.checkpoint, which=args.which)
     manifests = (args.train_manifest, args.val_manifest)
     sets = [extract_features(encoder, read_manifest(m), cfg, device=device) if m else None for m in manifests]
