@@ -172,10 +172,6 @@ class VideoDataset(Dataset):
         video, clip_indices = self.finish(decoded)
         return {"video": video, "clip_indices": clip_indices, **fields}
 
-    def load(self, entry: ManifestEntry, sample_id: int, attempt: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode and transform one entry for a draw; raises the decode errors the caller handles."""
-        return self.finish(self.decode(entry, sample_id, attempt))
-
     def decode(self, entry: ManifestEntry, sample_id: int, attempt: int = 0) -> Decoded:
         """The frames of one entry for a draw, untransformed; raises the decode errors."""
         rng = np.random.default_rng([self.seed, sample_id, attempt])
