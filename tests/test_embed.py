@@ -17,7 +17,7 @@ from jepa.data.manifest import read_manifest
 from jepa.data.synthetic import write_video
 from jepa.data.transforms import normalize_clip
 from jepa.data.video import read_clips
-from jepa.export.embed import EmbedConfig, crop_offsets, extract_embeddings, make_views, window_indices
+from jepa.export.embed import EmbedConfig, ViewEncoder, crop_offsets, extract_embeddings, make_views, window_indices
 from jepa.export.writers import export_encoder
 from jepa.models.vit import VisionTransformer
 
@@ -164,6 +164,8 @@ def test_decode_workers_default_by_device() -> None:
     assert EmbedConfig(**{**CFG, "num_workers": 2}).workers(torch.device("cpu")) == 2
     with pytest.raises(ValueError, match="num_workers"):
         EmbedConfig(**{**CFG, "num_workers": -1})
+    line = ViewEncoder(_encoder(), cfg, torch.device("cpu")).describe()
+    assert line.startswith("setup: cpu, precision fp32, decode workers 0 (auto), decoder "), line
 
 
 def test_tool_writes_npy_shards_from_an_exported_encoder(dataset: Path, tmp_path: Path) -> None:

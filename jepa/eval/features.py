@@ -158,6 +158,7 @@ def extract_features(
     encoder = encoder.to(device).eval()
     feature_dim(encoder, cfg.layers)
     run_views = ViewEncoder(encoder, cfg, device)
+    log.info(run_views.describe())
     out_tokens: list[Tensor] = []
     meta: list[tuple[int, int, int]] = []
     views_buf: list[Tensor] = []

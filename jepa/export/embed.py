@@ -380,6 +380,15 @@ class ViewEncoder:
         self.autocast = resolve_precision(cfg.precision, device)
         self.save_dtype = np.float32 if cfg.save_dtype == "float32" else np.float16
 
+    def describe(self) -> str:
+        """What the encoding runs with, logged once at start (the first thing to check when slow)."""
+        cfg, auto = self.cfg, " (auto)" if self.cfg.num_workers is None else ""
+        precision = "bf16" if self.autocast == torch.bfloat16 else "fp32"
+        return (
+            f"setup: {self.device}, precision {precision}{' (auto)' if cfg.precision == 'auto' else ''}, "
+            f"decode workers {cfg.workers(self.device)}{auto}, decoder {resolve_backend(cfg.backend)}"
+        )
+
     @torch.inference_mode()
     def tokens(self, views: Tensor) -> Tensor:
         """float32 tokens (B, N, D) of uint8 views (B, T, H, W, C), on the device."""
@@ -467,12 +476,7 @@ def extract_embeddings(
     }
     _check_or_write_config(out_dir, record, overwrite)
     run = ViewEncoder(encoder, cfg, device)
-    workers = cfg.workers(device)
-    log.info(
-        "setup: %s, precision %s, decode workers %d%s, decoder %s",
-        device, "bf16" if run.autocast == torch.bfloat16 else "fp32", workers, " (auto)" if cfg.num_workers is None else "",
-        resolve_backend(cfg.backend),
-    )  # fmt: skip
+    log.info(run.describe())
     num_shards = math.ceil(len(entries) / cfg.videos_per_shard)
     todo = [s for s in range(num_shards) if not shard_done(out_dir, s, cfg)]
     skipped = [s for s in range(num_shards) if s not in todo]
