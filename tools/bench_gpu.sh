@@ -15,6 +15,8 @@ run --batch 32 --warmup 2 --steps 5 --checkpointing                # memory-boun
 run --batch 64 --warmup 4 --steps 5 --compile                      # cold: new token counts every step
 run --batch 64 --warmup 4 --steps 5 --compile --sdpa flash         # cold, no cuDNN attention plans
 run --batch 64 --warmup 4 --steps 5 --compile --mask-pool 2        # steady state of a long run
+# Untried lever for MFU (last: its GEMM search can take minutes; the rows above are saved first)
+run --batch 64 --warmup 6 --steps 5 --compile --compile-mode max-autotune-no-cudagraphs --mask-pool 2
 grep -h -E "^(command|clips/s|ms per|peak|MFU)" "$out/bench_step.txt"
 # Decode threads on the GPU host's cores (one process): how far clip-level threads scale past 2.
 python3 tools/bench_data.py --clips 200 --backends pyav --threads 1 4 8 16 --batch 32 2>&1 | tee "$out/bench_data.txt"
