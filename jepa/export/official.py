@@ -65,29 +65,24 @@ def load_torch_file(path: Union[str, Path]) -> Any:
     # "unsafe", which it is not.
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
         raise _unreadable(path, ValueError(f"starts with {head[:4]!r}: not a zip archive, pickle or safetensors file"))
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError as err:
-        raise UnsafeCheckpointError(
-            f"refusing to load {path}: it needs arbitrary Python objects to unpickle, which could run code. "
-            f"Only tensors and plain containers are accepted (torch.load weights_only=True). Detail: {err}"
-        ) from err
-    except RuntimeError as err:
-        if "mmap" not in str(err):
+    for mmap in (True, False):
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+        except pickle.UnpicklingError as err:
+            raise UnsafeCheckpointError(
+                f"refusing to load {path}: it needs arbitrary Python objects to unpickle, which could run code. "
+                f"Only tensors and plain containers are accepted (torch.load weights_only=True). Detail: {err}"
+            ) from err
+        except RuntimeError as err:
+            if mmap and "mmap" in str(err):
+                continue  # a legacy (non-zip) file cannot be memory-mapped: read it whole
             raise _unreadable(path, err) from err
-    except (EOFError, KeyError, ValueError, OSError) as err:
-        raise _unreadable(path, err) from err
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UnsafeCheckpointError(f"refusing to load {path}: it is not weights-only ({err})") from err
-    except (RuntimeError, EOFError, KeyError, ValueError) as err:
-        raise _unreadable(path, err) from err
+        except (EOFError, KeyError, ValueError, OSError) as err:
+            raise _unreadable(path, err) from err
+    raise AssertionError("unreachable: the second torch.load returns or raises")
 
 
 def _unreadable(path: Union[str, Path], err: BaseException) -> CheckpointMismatchError:
-    if isinstance(err, FileNotFoundError):
-        return CheckpointMismatchError(f"{path}: no such file")
     size = Path(path).stat().st_size if Path(path).is_file() else 0
     detail = str(err).splitlines()[0][:200] if str(err) else "unexpected end of file"
     return CheckpointMismatchError(
