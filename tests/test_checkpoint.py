@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from jepa.checkpoint_files import CheckpointMismatchError
 from jepa.train.checkpoint import (
     find_latest,
     load_checkpoint,
@@ -110,3 +111,16 @@ def test_kill_during_save_keeps_previous(tmp_path: Path) -> None:
     save_checkpoint(tmp_path, 3, {"encoder": nn.Linear(4, 4)}, {"step": 3}, "")
     assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
     assert find_latest(tmp_path).name == "step_00000003"
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "train_state.pt", "meta.json"])
+@pytest.mark.parametrize("damage", ["truncate", "empty"])
+def test_damaged_file_is_named(tmp_path: Path, name: str, damage: str) -> None:
+    """A save damaged on disk is reported with the file's path and size, not a bare
+    SafetensorError / zip-archive RuntimeError / JSONDecodeError."""
+    path = save_checkpoint(tmp_path, 1, _models(), {"step": 1, "rng": rng_state()}, "")
+    data = (path / name).read_bytes()
+    (path / name).write_bytes(data[: len(data) // 2] if damage == "truncate" else b"")
+    size = (path / name).stat().st_size
+    with pytest.raises(CheckpointMismatchError, match=rf"{name} \({size} bytes\) is not a readable"):
+        load_checkpoint(path)

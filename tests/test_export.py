@@ -3,6 +3,8 @@ the export tool in all formats, and the torch.hub entry points."""
 
 import importlib.util
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +157,26 @@ def test_hub_entries_build_and_load_local_file_and_url(
     hub_probe = torch.hub.load(str(REPO), "probe", source="local", checkpoint=(tmp_path / "probe.pt").as_uri(), num_heads=4)
     tokens = expected
     assert torch.equal(hub_probe(tokens), probe.eval()(tokens))
+
+
+@pytest.mark.parametrize(
+    "fmt, name",
+    [("training", "model.safetensors"), ("jepa", "model.safetensors"), ("jepa", "config.json"),
+     ("hf", "model.safetensors"), ("hf", "config.json")],
+)  # fmt: skip
+def test_damaged_file_is_named_by_every_reader(
+    run: tuple[Path, dict[str, torch.nn.Module]], tmp_path: Path, fmt: str, name: str
+) -> None:
+    """A file truncated on disk is reported as `CheckpointMismatchError` with its path and size
+    (it was a bare SafetensorError, or "not a jepa run" for a damaged config.json)."""
+    run_dir, _ = run
+    if fmt == "training":
+        shutil.copytree(run_dir, tmp_path / "run")
+        source, damaged = tmp_path / "run", tmp_path / "run" / "checkpoints" / "step_00000005" / name
+    else:
+        source = tmp_path / fmt
+        assert _tool("export").main([str(run_dir), str(source), "--format", fmt]) == 0
+        damaged = source / name
+    damaged.write_bytes(damaged.read_bytes()[:20])
+    with pytest.raises(CheckpointMismatchError, match=rf"{re.escape(str(damaged))} \(20 bytes\) is not a readable"):
+        jepa.load_encoder(source)

@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from jepa.checkpoint_files import CheckpointMismatchError
 from jepa.train import build
 from jepa.train.checkpoint import find_latest, load_checkpoint
 from jepa.train.config import ConfigError, register_configs
@@ -326,3 +327,23 @@ def test_resume_with_other_predictor_lr_scale_is_refused(tmp_path: Path, cache: 
             train(cfg)
     assert sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()) == before
     train(compose_cfg(tiny_overrides(run, cache, steps=2) + ["optim.predictor_lr_scale=3"]))
+
+
+def test_resume_from_a_damaged_save_is_refused_with_the_way_back(tmp_path: Path, cache: Path) -> None:
+    """The latest save's train state truncated on disk: resuming names the file and the older
+    save to use, changes nothing in the run, and resumes from that save once the damaged one is
+    moved away."""
+    run = tmp_path / "run"
+    train(compose_cfg(tiny_overrides(run, cache, steps=4)))
+    latest = find_latest(run)
+    assert latest is not None and latest.name == "step_00000004"
+    state = latest / "train_state.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file())
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)train_state\.pt \(100 bytes\).*resume from step_00000002"):
+        train(compose_cfg(tiny_overrides(run, cache, steps=6)))
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()) == before
+    latest.rename(tmp_path / "damaged")
+    train(compose_cfg(tiny_overrides(run, cache, steps=6)))
+    steps = [r["step"] for r in read_metrics(run) if "loss" in r]
+    assert steps == list(range(6)) and find_latest(run).name == "step_00000006"

@@ -11,7 +11,6 @@ clips of one frame (the encoder repeats it to a tubelet).
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from safetensors.numpy import load_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from jepa.checkpoint_files import read_json
 from jepa.data.image import ImageDecodeError, load_image
 from jepa.data.manifest import ManifestEntry, is_image_path
 from jepa.export.embed import (
@@ -224,7 +224,7 @@ def load_embeddings(directory: Union[str, Path], output: Optional[str] = None) -
     config_path, index_path = directory / CONFIG_FILE, directory / INDEX_FILE
     if not config_path.is_file() or not index_path.is_file():
         raise FileNotFoundError(f"{directory}: needs {CONFIG_FILE} and {INDEX_FILE} (run tools/embed.py to the end)")
-    settings = json.loads(config_path.read_text())["settings"]
+    settings = read_json(config_path)["settings"]
     written = list(settings["outputs"])
     output = output or ("tokens" if "tokens" in written else "pooled")
     if output not in written:

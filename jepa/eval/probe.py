@@ -24,9 +24,10 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from jepa.checkpoint_files import read_json, read_safetensors
 from jepa.eval.features import COMBINE_MODES, Combine, FeatureSet
 from jepa.export.hf import is_hf_dir
 from jepa.export.hf_classifier import read_hf_probe
@@ -240,7 +241,7 @@ def read_probe_config(path: Union[str, Path]) -> dict[str, Any]:
     config = Path(path) / CONFIG_FILE
     if not config.is_file():
         raise FileNotFoundError(f"{path}: no {CONFIG_FILE}; not a probe directory")
-    record = json.loads(config.read_text())
+    record = read_json(config)
     if record.get("format") != PROBE_FORMAT:
         raise ValueError(f"{config}: format {record.get('format')!r} is not {PROBE_FORMAT!r}")
     return record
@@ -265,7 +266,7 @@ def load_probe(
     elif is_hf_dir(path):
         config, state = read_hf_probe(path)
     else:
-        config, state = read_probe_config(path)["probe"], load_file(str(Path(path) / MODEL_FILE))
+        config, state = read_probe_config(path)["probe"], read_safetensors(Path(path) / MODEL_FILE)
     probe = AttentiveClassifier(**config)
     probe.load_state_dict(state, strict=True)
     return probe.to(device).eval()

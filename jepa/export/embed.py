@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
+from jepa.checkpoint_files import read_json
 from jepa.data.clips import ClipSampler, ShortVideoError
 from jepa.data.loader import default_num_workers
 from jepa.data.manifest import ManifestEntry
@@ -431,7 +432,7 @@ def _differences(stored: Any, record: Any, where: str = "") -> list[str]:
 def _check_or_write_config(out_dir: Path, record: dict[str, Any], overwrite: bool) -> None:
     path = out_dir / CONFIG_FILE
     if path.is_file() and not overwrite:
-        stored = json.loads(path.read_text())
+        stored = read_json(path)
         for key in NEUTRAL_SETTINGS:  # files written before these were left out
             stored.get("settings", {}).pop(key, None)
         changed = _differences(stored, record)

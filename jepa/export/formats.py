@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from jepa.export.raw import RawCheckpoint
-from jepa.export.state import CheckpointMismatchError
+from jepa.checkpoint_files import CheckpointMismatchError, read_json, read_safetensors
 
 FORMAT = "jepa-export"
 FORMAT_VERSION = 1
@@ -76,12 +76,12 @@ def is_exported_dir(directory: Union[str, Path]) -> bool:
 def read_exported(directory: Union[str, Path]) -> RawCheckpoint:
     """Read a directory written by `save_exported`."""
     directory = Path(directory)
-    config = json.loads((directory / CONFIG_FILE).read_text())
+    config = read_json(directory / CONFIG_FILE)
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointMismatchError(f"{directory}: export format version {version}, this jepa reads {FORMAT_VERSION}")
     states: dict[str, dict[str, Tensor]] = {}
-    for key, value in load_file(str(directory / WEIGHTS_FILE)).items():
+    for key, value in read_safetensors(directory / WEIGHTS_FILE).items():
         role, _, name = key.partition(".")
         states.setdefault(role, {})[name] = value
     unknown = sorted(set(states) - {"encoder", "predictor"})

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
-from jepa.export.official import load_torch_file
+from jepa.checkpoint_files import CheckpointMismatchError, load_torch_file, read_json, read_safetensors
 from jepa.export.raw import RawCheckpoint
-from jepa.export.state import CheckpointMismatchError
 from jepa.models.layers import NORM_EPS
 
 CONFIG_FILE = "config.json"
@@ -273,12 +272,12 @@ def write_hf_dir(directory: Union[str, Path], tensors: Mapping[str, Tensor], cfg
 
 def read_hf_weights(directory: Path) -> dict[str, Tensor]:
     if (directory / WEIGHTS_FILE).is_file():
-        return load_file(str(directory / WEIGHTS_FILE))
+        return read_safetensors(directory / WEIGHTS_FILE)
     if (directory / INDEX_FILE).is_file():
-        index = json.loads((directory / INDEX_FILE).read_text())
+        index = read_json(directory / INDEX_FILE)
         state: dict[str, Tensor] = {}
         for shard in sorted(set(index["weight_map"].values())):
-            state.update(load_file(str(directory / shard)))
+            state.update(read_safetensors(directory / shard))
         return state
     if (directory / BIN_FILE).is_file():
         return dict(load_torch_file(directory / BIN_FILE))
@@ -299,7 +298,7 @@ def is_hf_dir(directory: Union[str, Path]) -> bool:
 def read_hf(directory: Union[str, Path]) -> RawCheckpoint:
     """Read an HF `VJEPA2Model` (or `VJEPA2ForVideoClassification`) directory into our names."""
     directory = Path(directory)
-    cfg = json.loads((directory / CONFIG_FILE).read_text())
+    cfg = read_json(directory / CONFIG_FILE)
     enc_cfg, pred_cfg = configs_from_hf(cfg)
     enc_state, pred_state = hf_to_ours(read_hf_weights(directory))
     states = {"encoder": enc_state}

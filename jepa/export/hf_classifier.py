@@ -24,7 +24,6 @@ self-attention layers, one query), so only a probe of that shape can be written 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -33,7 +32,7 @@ import torch
 from torch import Tensor
 
 from jepa.export.hf import CONFIG_FILE, encoder_to_hf, hf_config, predictor_to_hf, read_hf_weights, write_hf_dir
-from jepa.export.state import CheckpointMismatchError
+from jepa.checkpoint_files import CheckpointMismatchError, read_json
 
 # One transformer-layer tensor in HF's pooler: (ours, HF) module suffixes; q/k/v are stacked.
 _SELF = {"norm1": "layer_norm1", "norm2": "layer_norm2", "attn.proj": "self_attn.out_proj", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
@@ -201,7 +200,7 @@ def save_hf_classifier(
 def read_hf_probe(directory: Union[str, Path]) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """(AttentiveClassifier arguments, state dict) of an HF `VJEPA2ForVideoClassification` directory."""
     directory = Path(directory)
-    cfg = json.loads((directory / CONFIG_FILE).read_text())
+    cfg = read_json(directory / CONFIG_FILE)
     archs: Sequence[str] = cfg.get("architectures") or []
     if "VJEPA2ForVideoClassification" not in archs:
         raise CheckpointMismatchError(

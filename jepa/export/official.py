@@ -28,18 +28,14 @@ size anyway). Pass any of these explicitly to override; every guess is recorded 
 from __future__ import annotations
 
 import math
-import pickle
 import re
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file as load_safetensors
 from torch import Tensor
 
+from jepa.checkpoint_files import CheckpointMismatchError, load_torch_file
 from jepa.export.raw import RawCheckpoint
-from jepa.export.state import CheckpointMismatchError, UnsafeCheckpointError
 from jepa.models.registry import VIT_SIZES
 
 WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "backbone.")
@@ -47,48 +43,6 @@ MODEL_KEYS: tuple[str, ...] = ("encoder", "predictor", "target_encoder")
 RELEASED_IMG_SIZE = 256
 RELEASED_NUM_FRAMES = 16
 RELEASED_PRED_HEADS = 12
-
-
-def load_torch_file(path: Union[str, Path]) -> Any:
-    """A checkpoint file's contents: `torch.load` restricted to tensors and plain containers (a
-    pickle carrying code is refused), or a safetensors file's tensors whatever its suffix; a
-    file that is neither (empty, truncated, another format) is named as such."""
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if head[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header
-        try:
-            return load_safetensors(str(path))
-        except (SafetensorError, OSError) as err:
-            raise _unreadable(path, err) from err
-    # torch.save writes a zip archive (PK..) or, in the legacy format, a pickle (protocol >= 2
-    # opens with 0x80). Anything else would reach the unpickler as garbage opcodes and read as
-    # "unsafe", which it is not.
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise _unreadable(path, ValueError(f"starts with {head[:4]!r}: not a zip archive, pickle or safetensors file"))
-    for mmap in (True, False):
-        try:
-            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
-        except pickle.UnpicklingError as err:
-            raise UnsafeCheckpointError(
-                f"refusing to load {path}: it needs arbitrary Python objects to unpickle, which could run code. "
-                f"Only tensors and plain containers are accepted (torch.load weights_only=True). Detail: {err}"
-            ) from err
-        except RuntimeError as err:
-            if mmap and "mmap" in str(err):
-                continue  # a legacy (non-zip) file cannot be memory-mapped: read it whole
-            raise _unreadable(path, err) from err
-        except (EOFError, KeyError, ValueError, OSError) as err:
-            raise _unreadable(path, err) from err
-    raise AssertionError("unreachable: the second torch.load returns or raises")
-
-
-def _unreadable(path: Union[str, Path], err: BaseException) -> CheckpointMismatchError:
-    size = Path(path).stat().st_size if Path(path).is_file() else 0
-    detail = str(err).splitlines()[0][:200] if str(err) else "unexpected end of file"
-    return CheckpointMismatchError(
-        f"{path} ({size} bytes) is not a readable torch checkpoint (empty, truncated or another format?): "
-        f"{type(err).__name__}: {detail}"
-    )
 
 
 def strip_prefixes(state: Mapping[str, Tensor]) -> dict[str, Tensor]:

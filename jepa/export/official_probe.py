@@ -15,8 +15,8 @@ from typing import Any, Union
 
 from torch import Tensor
 
-from jepa.export.official import count_blocks, load_torch_file, mlp_ratio_of, require_key, strip_prefixes
-from jepa.export.state import CheckpointMismatchError
+from jepa.checkpoint_files import CheckpointMismatchError, load_torch_file
+from jepa.export.official import count_blocks, mlp_ratio_of, require_key, strip_prefixes
 
 RELEASED_PROBE_HEADS = 16
 

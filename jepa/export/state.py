@@ -15,15 +15,11 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
+from jepa.checkpoint_files import CheckpointMismatchError, UnsafeCheckpointError
+
+__all__ = ["CheckpointMismatchError", "LoadReport", "UnsafeCheckpointError", "compare_state", "load_state"]
+
 _MAX_LISTED = 200
-
-
-class CheckpointMismatchError(ValueError):
-    """Raised when a checkpoint does not fit the model it is loaded into."""
-
-
-class UnsafeCheckpointError(RuntimeError):
-    """Raised when a checkpoint would need arbitrary code to unpickle."""
 
 
 @dataclass

@@ -13,10 +13,9 @@ from typing import Any, Union
 
 import torch
 from omegaconf import OmegaConf
-from safetensors.torch import load_file
 
 from jepa.export.raw import RawCheckpoint
-from jepa.export.state import CheckpointMismatchError
+from jepa.checkpoint_files import CheckpointMismatchError, read_safetensors
 from jepa.train.checkpoint import CKPT_DIRNAME, CONFIG_FILE, MODEL_FILE, find_latest, split_prefixed
 
 
@@ -55,7 +54,7 @@ def read_training(path: Union[str, Path]) -> RawCheckpoint:
     if "model" not in cfg:
         raise CheckpointMismatchError(f"{path / CONFIG_FILE} has no 'model:' section")
     enc_cfg, pred_cfg = model_configs(cfg.model)
-    states = split_prefixed(load_file(str(path / MODEL_FILE)))
+    states = split_prefixed(read_safetensors(path / MODEL_FILE))
     unknown = sorted(set(states) - {"encoder", "target_encoder", "predictor"})
     if unknown:
         raise CheckpointMismatchError(f"{path / MODEL_FILE}: unexpected model prefixes {unknown}")

@@ -26,8 +26,10 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
+
+from jepa.checkpoint_files import CheckpointMismatchError, load_torch_file, read_json, read_safetensors
 
 CKPT_DIRNAME = "checkpoints"
 LATEST = "latest"
@@ -36,6 +38,9 @@ STATE_FILE = "train_state.pt"
 META_FILE = "meta.json"
 CONFIG_FILE = "config.yaml"
 _TMP_PREFIX = ".tmp-"
+
+# (weights by prefix, train state, meta) of one save.
+Contents = tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any], dict[str, Any]]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -158,9 +163,13 @@ def _write_train_state(path: Path, state: dict[str, Any]) -> None:
 def _prune(ckpt_root: Path, keep_last: int) -> None:
     if keep_last <= 0:
         return
-    done = sorted(p for p in ckpt_root.glob("step_*") if _is_complete(p))
-    for old in done[:-keep_last]:
+    for old in _complete(ckpt_root)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _complete(ckpt_root: Path) -> list[Path]:
+    """Every complete save under a checkpoints directory, oldest first."""
+    return sorted(p for p in ckpt_root.glob("step_*") if _is_complete(p))
 
 
 def _is_complete(path: Path) -> bool:
@@ -181,17 +190,32 @@ def find_latest(run_dir: str | Path) -> Path | None:
         candidate = ckpt_root / pointer.read_text().strip()
         if candidate.name and _is_complete(candidate):
             return candidate
-    done = sorted(p for p in ckpt_root.glob("step_*") if _is_complete(p))
+    done = _complete(ckpt_root)
     return done[-1] if done else None
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any], dict[str, Any]]:
+def load_checkpoint(path: str | Path) -> Contents:
     """Read a checkpoint directory: (weights by prefix, train state, meta). Never unpickles code."""
     path = Path(path)
     if not _is_complete(path):
         missing = [f for f in (MODEL_FILE, STATE_FILE, META_FILE) if not (path / f).is_file()]
         raise FileNotFoundError(f"{path} is not a complete jepa checkpoint: missing {missing}")
-    weights = split_prefixed(load_file(str(path / MODEL_FILE)))
-    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
-    meta = json.loads((path / META_FILE).read_text())
+    weights = split_prefixed(read_safetensors(path / MODEL_FILE))
+    state = load_torch_file(path / STATE_FILE)
+    meta = read_json(path / META_FILE)
     return weights, state, meta
+
+
+def load_for_resume(run_dir: str | Path, ckpt: Path) -> Contents:
+    """`load_checkpoint` for resuming a run: a save whose files cannot be read (disk corruption;
+    saves themselves are atomic) is refused with the way back to an older one, and nothing in
+    the run directory is touched, so no good checkpoint is pruned or overwritten meanwhile."""
+    try:
+        return load_checkpoint(ckpt)
+    except CheckpointMismatchError as err:
+        older = [p for p in _complete(Path(run_dir) / CKPT_DIRNAME) if p != ckpt]
+        if older:
+            hint = f"Move {ckpt} out of {ckpt.parent} and run again to resume from {older[-1].name}"
+        else:
+            hint = "No older complete checkpoint exists: start a new run_dir (or trainer.resume=false in a new one)"
+        raise CheckpointMismatchError(f"cannot resume {run_dir}: {err}\n{hint} (nothing was changed).") from err

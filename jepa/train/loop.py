@@ -33,6 +33,7 @@ from jepa.train.config import validate_config
 from jepa.train.checkpoint import (
     find_latest,
     load_checkpoint,
+    load_for_resume,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -179,7 +180,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     start_step, state = 0, None
     ckpt = find_latest(run_dir) if t.resume else None
     if ckpt is not None:
-        weights, state, _ = load_checkpoint(ckpt)
+        weights, state, _ = load_for_resume(run_dir, ckpt)
         for name, module in model.checkpoint_modules().items():
             module.load_state_dict(weights[name], strict=True)
         start_step = int(state["step"])

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from jepa.checkpoint_files import read_json, read_safetensors
 from jepa.export.state import load_state
 from jepa.world.ac_predictor import ACPredictor
 from jepa.world.frame_encoder import FrameEncoder, build_frame_encoder
@@ -72,13 +73,13 @@ def load_world_model(path: str | Path, device: str | torch.device = "cpu") -> Lo
     meta_path = path / META_NAME
     if not meta_path.is_file():
         raise FileNotFoundError(f"no {META_NAME} in {path}: not a saved world model (run tools/train_ac.py)")
-    meta = json.loads(meta_path.read_text())
+    meta = read_json(meta_path)
     spec = meta["encoder"]
     weights = path / "encoder.safetensors"
     encoder = build_frame_encoder(
         spec.get("name", "vit_tiny"), spec.get("overrides"), spec.get("seed", 0), spec.get("checkpoint"),
-        spec.get("which", "target_encoder"), load_file(str(weights)) if weights.is_file() else None,
+        spec.get("which", "target_encoder"), read_safetensors(weights) if weights.is_file() else None,
     )  # fmt: skip
     predictor = ACPredictor(**meta["predictor"])
-    load_state(predictor, load_file(str(path / "predictor.safetensors")), strict=True, what="AC predictor")
+    load_state(predictor, read_safetensors(path / "predictor.safetensors"), strict=True, what="AC predictor")
     return LoadedWorldModel(encoder.to(device), predictor.to(device).eval(), meta)
