@@ -160,3 +160,32 @@ def test_sampler_rejects_bad_configs():
         ClipSampler(8, frame_step=1.5)
     with pytest.raises(ValueError, match="frame rate"):
         ClipSampler(8, fps=4).sample(100, 0.0, np.random.default_rng(0))
+
+
+def _decord_native_failure(path, **size) -> bool:
+    import decord
+
+    try:
+        decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1, **size).get_batch([0]).asnumpy()
+    except Exception:  # noqa: BLE001 - any failure is what this helper reports
+        return True
+    return False
+
+
+@pytest.mark.skipif("decord" not in BACKENDS, reason="decord is not installed")
+def test_decord_reads_widths_it_cannot_return_through_pyav(tmp_path, caplog):
+    """decord cannot return frames 32 or 96 px wide (among others); the reader gets them from
+    PyAV instead of reporting a good file as unreadable, directly and via a reduced-size read."""
+    narrow = write_video(tmp_path / "narrow.mp4", indexed_frames(20, height=64, width=32), 10, crf=12)
+    indices = np.array([[1, 5, 19]])
+    with caplog.at_level("WARNING", logger="jepa.data.video_decord"):
+        got = read_clips(narrow, indices, "decord")
+    np.testing.assert_array_equal(got, read_clips(narrow, indices, "pyav"))
+    np.testing.assert_array_equal(decoded_index(got), indices)
+    if _decord_native_failure(narrow):
+        assert "reading it with PyAV" in caplog.text
+    tall = write_video(tmp_path / "tall.mp4", indexed_frames(10, height=192, width=128), 10, crf=12)
+    got = read_clips(tall, np.array([[2, 7]]), "decord", target_short_side=96)
+    assert got.shape == (1, 2, 144, 96, 3)
+    np.testing.assert_array_equal(got, read_clips(tall, np.array([[2, 7]]), "pyav", target_short_side=96))
+    assert _decord_native_failure(tall, width=96, height=144) == ("tall.mp4" in caplog.text)
