@@ -76,3 +76,41 @@ def test_bad_parameters_are_rejected(tmp_path):
         make_synthetic_dataset(tmp_path / "x", size=31)
     with pytest.raises(ValueError):
         make_synthetic_dataset(tmp_path / "x", num_classes=99)
+    with pytest.raises(ValueError, match="distractors"):
+        make_synthetic_dataset(tmp_path / "x", distractors=-1)
+
+
+def _track(mask_video: np.ndarray, size: int) -> np.ndarray:
+    """Mean per-frame displacement of a wrapped blob given as a (T, H, W) bool video."""
+    centres = []
+    for mask in mask_video:
+        ys, xs = np.nonzero(mask)
+        centres.append([np.angle(np.exp(2j * np.pi * v / size).mean()) * size / (2 * np.pi) for v in (ys, xs)])
+    centres = np.array(centres)
+    return np.mean(((centres[1:] - centres[:-1] + size / 2) % size) - size / 2, axis=0)
+
+
+def test_harder_variants_keep_the_labels_relative_to_the_scene(tmp_path, monkeypatch):
+    """Without the options the videos and the cache folder are those made before the options
+    existed; a distractor only adds pixels of another shape; under a pan the texture moves and
+    the sprite moves as labelled relative to it."""
+    size, steps, rng = 64, 8, lambda: np.random.default_rng(7)
+    plain = render_video(1, 1, 2.0, steps, size, rng(), num_directions=4)
+    assert np.array_equal(plain, render_video(1, 1, 2.0, steps, size, rng(), num_directions=4, distractors=0, pan=0.0))
+    monkeypatch.setenv("JEPA_CACHE", str(tmp_path / "cache"))
+    assert ensure_synthetic_dataset(**SMALL, distractors=0, pan=0.0) == ensure_synthetic_dataset(**SMALL)
+    assert ensure_synthetic_dataset(**SMALL, distractors=1).parent.name != ensure_synthetic_dataset(**SMALL).parent.name
+
+    busy = render_video(1, 1, 2.0, steps, size, rng(), num_directions=4, distractors=1)
+    changed = np.abs(busy.astype(int) - plain).max(-1) > 30
+    sprite_area = (size // 6) ** 2
+    assert changed.any(axis=(1, 2)).all() and changed.sum(axis=(1, 2)).max() <= sprite_area
+
+    panned = render_video(1, 1, 2.0, steps, size, rng(), num_directions=4, pan=1.5)
+    green = (panned[..., 1].astype(int) - panned[..., [0, 2]].max(-1)) > 80
+    texture = panned.astype(np.float32).mean(-1)
+    shifts = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)]
+    err = [np.abs(np.roll(texture[0], shift, axis=(0, 1)) - texture[2])[~green[2]].mean() for shift in shifts]
+    scene = np.array(shifts[int(np.argmin(err))]) / 2  # pixels per frame the texture moves on screen
+    assert np.hypot(*scene) == pytest.approx(1.5, abs=0.5)
+    np.testing.assert_allclose(_track(green, size) - scene, 2.0 * np.array([1.0, 0.0]), atol=0.6)

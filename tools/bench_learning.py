@@ -295,7 +295,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     base = compose_cfg("demo", [f"seed={args.seed}", *args.shared])
     s = base.data.synthetic
     manifest = ensure_synthetic_dataset(
-        work / "data", num_videos=args.videos, num_frames=s.num_frames, size=s.size, fps=s.fps, seed=args.seed
+        work / "data", num_videos=args.videos, num_frames=s.num_frames, size=s.size, fps=s.fps, seed=args.seed,
+        distractors=s.distractors, pan=s.pan,
     )
     root = manifest.parent
     factors = read_factors(root)
@@ -315,7 +316,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.pretrain_videos:
         unlabelled = ensure_synthetic_dataset(
             work / "pretrain_data", num_videos=args.pretrain_videos, num_frames=s.num_frames, size=s.size, fps=s.fps,
-            seed=args.seed + 1,
+            seed=args.seed + 1, distractors=s.distractors, pan=s.pan,
         )
         pretrain_manifest = unlabelled.parent / "class_all.csv"
     emb = feature_config(base, args.probe_layers)

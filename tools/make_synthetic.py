@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--speeds", type=float, nargs="+", default=[1.0, 2.0, 3.0], help="pixels per frame")
     parser.add_argument("--max-sprites", type=int, default=2)
     parser.add_argument("--val-fraction", type=float, default=0.25)
+    parser.add_argument("--distractors", type=int, default=0, help="sprites of other shapes moving any way")
+    parser.add_argument("--pan", type=float, default=0.0, help="camera speed in pixels per frame (random direction)")
     parser.add_argument("--overwrite", action="store_true", help="replace a folder made with other parameters")
     args = parser.parse_args()
     start = time.perf_counter()
@@ -46,6 +48,8 @@ def main() -> None:
             max_sprites=args.max_sprites,
             val_fraction=args.val_fraction,
             overwrite=args.overwrite,
+            distractors=args.distractors,
+            pan=args.pan,
         )
     except (FileExistsError, ValueError) as err:
         parser.error(str(err))

@@ -6,6 +6,13 @@ factors are the sprite class, the direction (one of `num_directions` angles) and
 (one of `speeds`, pixels per frame). A single frame tells the class but neither direction nor
 speed: those have to be read from several frames, which is what a video model should learn.
 
+Two options make the factors harder to read off the pixels (both off by default, and then the
+videos are bit-identical to those made before the options existed): `distractors` adds sprites
+of other shapes moving any way at any speed, so "which way do things move" no longer answers
+the question; `pan` moves the camera at that many pixels per frame in a random direction per
+video, so the texture moves too and the labelled motion is the sprite's motion relative to the
+scene (on screen it moves at its velocity minus the camera's).
+
 Files are real H.264 mp4 (PyAV/libx264), so the whole decode path is exercised. Generation is
 deterministic under `seed`; a dataset folder records its parameters and is reused when they
 match.
@@ -48,6 +55,7 @@ _PALETTE = np.array(
     ],
     dtype=np.float32,
 )
+_OPTION_DEFAULTS = {"distractors": 0, "pan": 0.0}
 _SHAPES = ("disc", "square", "triangle", "cross", "diamond", "ring", "bar", "hourglass")
 
 
@@ -143,8 +151,11 @@ def render_video(
     rng: np.random.Generator,
     num_directions: int = 8,
     num_sprites: int = 1,
+    distractors: int = 0,
+    pan: float = 0.0,
 ) -> np.ndarray:
-    """uint8 (num_frames, size, size, 3) of sprites of `class_id` moving along `direction` at `speed` px/frame."""
+    """uint8 (num_frames, size, size, 3) of sprites of `class_id` moving along `direction` at
+    `speed` px/frame relative to the scene; see the module docstring for `distractors` and `pan`."""
     sprite = max(5, size // 6)
     mask = _shape_mask(_SHAPES[class_id], sprite)
     color = np.clip(_PALETTE[class_id] + rng.normal(0, 12, 3), 0, 255).astype(np.float32)
@@ -153,15 +164,32 @@ def render_video(
     starts = rng.uniform(0, size, (num_sprites, 2))
     background = _background(size, rng)
     noise = rng.normal(0, 4, (num_frames, size, size, 3)).astype(np.float32)
+    # (mask, colour, start, velocity) per sprite; the extra draws come last so that videos
+    # without the options keep the random stream, and the pixels, they always had.
+    movers = [(mask, color, start, velocity) for start in starts]
+    for _ in range(distractors):
+        other = int(rng.choice([c for c in range(len(_SHAPES)) if c != class_id]))
+        heading, pace = rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 3.0)
+        movers.append((
+            _shape_mask(_SHAPES[other], sprite),
+            np.clip(_PALETTE[other] + rng.normal(0, 12, 3), 0, 255).astype(np.float32),
+            rng.uniform(0, size, 2),
+            pace * np.array([math.sin(heading), math.cos(heading)]),
+        ))  # fmt: skip
+    camera = np.zeros(2)
+    if pan:
+        heading = rng.uniform(0, 2 * math.pi)
+        camera = pan * np.array([math.sin(heading), math.cos(heading)])
     video = np.empty((num_frames, size, size, 3), dtype=np.uint8)
     offsets = np.arange(sprite)
     for t in range(num_frames):
-        frame = background + noise[t]
-        for start in starts:
-            top, left = np.round(start + velocity * t).astype(np.int64) % size
+        view = np.round(camera * t).astype(np.int64)
+        frame = (np.roll(background, tuple(-view), axis=(0, 1)) if pan else background) + noise[t]
+        for shape, colour, start, motion in movers:
+            top, left = (np.round(start + motion * t).astype(np.int64) - view) % size
             rows, cols = (top + offsets) % size, (left + offsets) % size
             patch = frame[rows[:, None], cols[None, :]]
-            patch[mask] = color
+            patch[shape] = colour
             frame[rows[:, None], cols[None, :]] = patch
         video[t] = np.clip(frame, 0, 255)
     return video
@@ -184,6 +212,8 @@ def make_synthetic_dataset(
     max_sprites: int = 2,
     val_fraction: float = 0.25,
     overwrite: bool = False,
+    distractors: int = 0,
+    pan: float = 0.0,
 ) -> Path:
     """Write videos and manifests under `root`; returns the path of `manifest.csv` (label = class).
 
@@ -203,6 +233,7 @@ def make_synthetic_dataset(
         "speeds": [float(s) for s in speeds],
         "max_sprites": int(max_sprites),
         "val_fraction": float(val_fraction),
+        **_options(distractors=distractors, pan=pan),
     }
     _check_params(params)
     root = Path(root)
@@ -238,6 +269,15 @@ def _check_params(p: dict) -> None:
         raise ValueError("need num_directions >= 1 and positive speeds")
     if p["fps"] < 1 or p["max_sprites"] < 1 or not 0 <= p["val_fraction"] < 1:
         raise ValueError("need fps >= 1, max_sprites >= 1 and 0 <= val_fraction < 1")
+    if p.get("distractors", 0) < 0 or p.get("pan", 0.0) < 0:
+        raise ValueError(f"need distractors >= 0 and pan >= 0, got {p.get('distractors')} and {p.get('pan')}")
+
+
+def _options(distractors: int, pan: float) -> dict:
+    """The optional parameters that differ from their defaults: a dataset made without them keeps
+    the parameters (and cache folder) it had before they existed."""
+    chosen = {"distractors": int(distractors), "pan": float(pan)}
+    return {k: v for k, v in chosen.items() if v != _OPTION_DEFAULTS[k]}
 
 
 def _matches(root: Path, params: dict) -> bool:
@@ -272,6 +312,8 @@ def _generate(out: Path, p: dict) -> None:
             np.random.default_rng(int(video_seeds[i])),
             p["num_directions"],
             int(sprites[i]),
+            p.get("distractors", 0),
+            p.get("pan", 0.0),
         )
         name = f"videos/{i:06d}.mp4"
         write_video(out / name, frames, p["fps"])
@@ -307,8 +349,10 @@ def ensure_synthetic_dataset(cache_dir: str | os.PathLike | None = None, **param
     Each parameter set gets its own folder (named by a hash of the parameters) under the cache
     directory; concurrent first uses by several processes are safe.
     """
+    named = {k: v for k, v in params.items() if k not in _OPTION_DEFAULTS}
+    named.update(_options(**{k: params.get(k, d) for k, d in _OPTION_DEFAULTS.items()}))
     key = hashlib.sha1(
-        json.dumps({"version": SYNTHETIC_VERSION, **params}, sort_keys=True, default=list).encode()
+        json.dumps({"version": SYNTHETIC_VERSION, **named}, sort_keys=True, default=list).encode()
     ).hexdigest()[:12]
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return make_synthetic_dataset(root / key, **params)

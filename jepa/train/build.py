@@ -152,7 +152,8 @@ def dataset_sources(cfg: Any) -> list[tuple[Path, float, str]]:
     if d.synthetic.enabled:
         s = d.synthetic
         manifest = ensure_synthetic_dataset(
-            s.cache_dir, num_videos=s.num_videos, num_frames=s.num_frames, size=s.size, fps=s.fps, seed=s.seed
+            s.cache_dir, num_videos=s.num_videos, num_frames=s.num_frames, size=s.size, fps=s.fps, seed=s.seed,
+            distractors=s.distractors, pan=s.pan,
         )
         sources.append((Path(manifest), 1.0, "video"))
     if not sources:

@@ -59,6 +59,10 @@ class SyntheticConfig:
     size: int = 64
     fps: int = 8
     seed: int = 0
+    # Harder variants (jepa.data.synthetic): sprites of other shapes moving any way, and a
+    # camera panning at this many pixels per frame; 0 = the demo's set.
+    distractors: int = 0
+    pan: float = 0.0
 
 
 @dataclass
