@@ -84,7 +84,7 @@ def load_torch_file(path: PathLike) -> Any:
 def unreadable(path: PathLike, err: BaseException, kind: str = "torch checkpoint") -> CheckpointMismatchError:
     """The error for a file that exists but cannot be parsed: path, size and the reader's cause."""
     size = Path(path).stat().st_size if Path(path).is_file() else 0
-    detail = str(err).splitlines()[0][:200] if str(err) else "unexpected end of file"
+    detail = str(err).splitlines()[0].split(". ")[0][:200] if str(err) else "unexpected end of file"
     return CheckpointMismatchError(
         f"{path} ({size} bytes) is not a readable {kind} (empty, truncated or another format?): "
         f"{type(err).__name__}: {detail}"
