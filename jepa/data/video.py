@@ -7,6 +7,9 @@ missing file) is raised as `VideoDecodeError`, so callers catch one type.
 
 Frame index i is the i-th frame in presentation order; for the PyAV backend it is derived
 from timestamps (pts * time_base * fps), which is exact for constant-frame-rate video.
+
+Frames come back as a player shows them: a display rotation (phone videos store portrait
+frames sideways with a display matrix) is applied by both backends.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class VideoReader(Protocol):
     path: str
     num_frames: int
     fps: float
+    # The frame size; for a file with a display rotation of +-90 degrees PyAV reports it as
+    # stored and decord as shown (frames from both come back as shown).
     height: int
     width: int
 

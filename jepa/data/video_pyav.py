@@ -57,6 +57,9 @@ class PyAVReader:
             self._container.close()
             raise
         self._fresh = True
+        # Counter-clockwise degrees the display matrix turns frames by (phone videos), learnt
+        # from the decoded frames; output is turned to match what a player shows (and decord).
+        self._rotation = 0
         self._gap: int | None = None
 
     def _init_stream(self) -> None:
@@ -105,7 +108,8 @@ class PyAVReader:
                 self._read_run(run, out, resize)
         except (av.FFmpegError, OSError, EOFError) as err:
             raise VideoDecodeError(f"{self.path}: decoding failed ({err})") from err
-        return out
+        turns = round(self._rotation / 90) % 4
+        return np.ascontiguousarray(np.rot90(out, turns, axes=(1, 2))) if turns else out
 
     def _runs(self, indices: np.ndarray) -> list[list[tuple[int, int]]]:
         """Split (slot, frame index) pairs where decoding through the gap would cost more than a seek."""
@@ -209,7 +213,7 @@ class PyAVReader:
         for index, slot in wanted.items():
             out[slot] = got[index]
 
-    @staticmethod
-    def _to_array(frame: av.VideoFrame, resize: dict) -> np.ndarray:
+    def _to_array(self, frame: av.VideoFrame, resize: dict) -> np.ndarray:
+        self._rotation = getattr(frame, "rotation", 0) or 0  # PyAV < 13 does not read it
         extra = {"interpolation": "AREA", **resize} if resize else {}
         return _reformatter().reformat(frame, format="rgb24", threads=1, **extra).to_ndarray()
