@@ -87,3 +87,22 @@ def test_folders_with_and_without_class_subfolders(tmp_path):
     assert read_manifest(tmp_path / "flat") == [ManifestEntry(str(tmp_path / "flat" / "v.mp4"), None)]
     with pytest.raises(ManifestError, match="no image files"):
         read_manifest(tmp_path / "flat", kind="image")
+
+
+def test_csv_quoting_as_pandas_writes_it(files):
+    """A path holding the delimiter or a quote is quoted in CSV (pandas, spreadsheets, Python's
+    csv module, which jepa's own manifest writers use); it was split into extra fields."""
+    import csv
+
+    (files / "x,y.mp4").write_bytes(b"x")
+    (files / 'say "hi".mp4').write_bytes(b"x")
+    with open(files / "m.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerows([["path", "label"], ["x,y.mp4", 1], ['say "hi".mp4', 2], ["b c.mp4", 3]])
+    assert read_manifest(files / "m.csv") == [
+        ManifestEntry(str(files / "x,y.mp4"), 1),
+        ManifestEntry(str(files / 'say "hi".mp4'), 2),
+        ManifestEntry(str(files / "b c.mp4"), 3),
+    ]
+    (files / "q.tsv").write_text('"path"\t"label"\n"x,y.mp4"\t4\n')
+    assert read_manifest(files / "q.tsv") == [ManifestEntry(str(files / "x,y.mp4"), 4)]

@@ -1,8 +1,9 @@
 """Read the list of files a dataset is made of, from a manifest file or a folder.
 
 Accepted inputs:
-- CSV (`path,label`), TSV (`path<TAB>label`) or the space-separated `path label` files that
-  V-JEPA and VideoMAE use; the label is optional, a header row (`path,label`) is skipped,
+- CSV (`path,label`, with CSV quoting: `"a,b.mp4",3`), TSV (`path<TAB>label`) or the
+  space-separated `path label` files that V-JEPA and VideoMAE use; the label is optional (an
+  integer class index), a header row (`path,label`) is skipped,
   blank lines and `#` comments are ignored. Relative paths are relative to the manifest.
 - A folder: its video (or image) files, recursively, in sorted order. When every file sits in
   a first-level subfolder (`root/<class>/<file>`, as in ImageFolder or Kinetics), the label is
@@ -14,6 +15,7 @@ file) are skipped and reported with their line numbers; a manifest with no usabl
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from dataclasses import dataclass
@@ -101,7 +103,8 @@ def _scan_folder(root: Path, kind: Kind) -> list[ManifestEntry]:
 
 def _split_row(line: str, delimiter: str | None) -> list[str]:
     if delimiter is not None:
-        return [field.strip() for field in line.split(delimiter)]
+        # CSV quoting, as pandas and spreadsheets write a path holding the delimiter or quotes.
+        return [field.strip() for field in next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))]
     # Space-separated: the path may itself contain spaces, the label never does.
     head, _, tail = line.rpartition(" ")
     if head and _parse_label(tail.strip()) is not None:
@@ -121,7 +124,7 @@ def _parse_label(text: str) -> int | None:
 
 
 def _is_header(line: str, delimiter: str | None) -> bool:
-    first = line.split(delimiter)[0] if delimiter else (line.split() or [""])[0]
+    first = _split_row(line, delimiter)[0] if delimiter else (line.split() or [""])[0]
     return first.strip().lower() in _HEADER_NAMES
 
 
@@ -177,7 +180,7 @@ def _parse_fields(
     if len(fields) == 2 and fields[1] != "":
         label = _parse_label(fields[1])
         if label is None:
-            return f"label {fields[1]!r} is not an integer", None
+            return f"label {fields[1]!r} is not an integer class index (map class names to 0..N-1)", None
     resolved = path if os.path.isabs(path) else str(base / path)
     if not _kind_ok(resolved, kind):
         return f"{path} is not a {kind} file", None
