@@ -103,6 +103,8 @@ def _scan_folder(root: Path, kind: Kind) -> list[ManifestEntry]:
 
 def _split_row(line: str, delimiter: str | None) -> list[str]:
     if delimiter is not None:
+        if '"' not in line:  # the usual row: a plain split is ~5x faster than the csv module
+            return [field.strip() for field in line.split(delimiter)]
         # CSV quoting, as pandas and spreadsheets write a path holding the delimiter or quotes.
         return [field.strip() for field in next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))]
     # Space-separated: the path may itself contain spaces, the label never does.
