@@ -47,7 +47,7 @@ def test_bad_rows_are_skipped_and_reported_with_line_numbers(files, caplog):
         entries = read_manifest(manifest)
     assert entries == [ManifestEntry(str(files / "a.mp4"), 1)]
     message = caplog.text
-    for line in ("line 3: missing file", "line 4: label 'cat'", "line 5: expected", "line 6: empty path"):
+    for line in ("line 3: missing file", "line 4: label 'cat' is not an integer", "line 5: expected", "line 6: empty path"):
         assert line in message
     with pytest.raises(ManifestError, match="line 3"):
         read_manifest(manifest, strict=True)
@@ -106,3 +106,30 @@ def test_csv_quoting_as_pandas_writes_it(files):
     ]
     (files / "q.tsv").write_text('"path"\t"label"\n"x,y.mp4"\t4\n')
     assert read_manifest(files / "q.tsv") == [ManifestEntry(str(files / "x,y.mp4"), 4)]
+
+
+def test_class_name_labels_are_numbered_alike_across_manifests(files, tmp_path, caplog):
+    """Class names as labels (CSV/TSV) are numbered by `classes`, by default the file's names
+    sorted; a val manifest missing a class keeps the train numbering when given its classes."""
+    from jepa.data.manifest import manifest_classes
+
+    (files / "train.csv").write_text("path,label\na.mp4,fox\nb c.mp4,cat\nimg.jpg,dog\n")
+    (files / "val.csv").write_text("path,label\na.mp4,fox\nb c.mp4,emu\n")
+    classes = manifest_classes(files / "train.csv")
+    assert classes == ["cat", "dog", "fox"]
+    assert [e.label for e in read_manifest(files / "train.csv")] == [2, 0, 1]
+    assert [e.label for e in read_manifest(files / "val.csv")] == [1, 0], "on its own: emu=0, fox=1"
+    with caplog.at_level(logging.WARNING):
+        val = read_manifest(files / "val.csv", classes=classes)
+    assert val == [ManifestEntry(str(files / "a.mp4"), 2)] and "'emu' is not one of the 3 classes" in caplog.text
+    (files / "ints.csv").write_text("a.mp4,0\nb c.mp4,1\n")
+    assert manifest_classes(files / "ints.csv") is None
+
+    root = tmp_path / "folders"
+    for name in ("zebra/1.mp4", "ant/2.mp4", "ant/3.mp4"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    assert manifest_classes(root) == ["ant", "zebra"]
+    assert [e.label for e in read_manifest(root, classes=["zebra", "ant"])] == [1, 1, 0]
+    with pytest.raises(ManifestError, match="'zebra'"):
+        read_manifest(root, classes=["ant"])

@@ -281,3 +281,43 @@ def test_classify_tool_prints_top_classes_per_video(tmp_path: Path, tiny_videos:
     top = expected.topk(2)
     assert rows[0]["top"] == [[["left", "right", "still"][int(i)], round(float(p), 4)] for p, i in zip(top.values, top.indices)]
     assert rows[0]["top"] == rows[1]["top"], "the same video gives the same answer from a file and a manifest"
+
+
+def test_class_name_labels_number_alike_through_probe_embed_and_classify(tmp_path: Path, tiny_videos: Path, capsys) -> None:
+    """Class names as labels: the val manifest (one class missing, rows in another order) is
+    numbered by the train manifest's names; the probe saves them and classify prints them;
+    embedding directories numbered differently are refused with the fix."""
+    encoder = tiny_encoder()
+    export_encoder(encoder, tmp_path / "enc")
+    paths = [e.path for e in read_manifest(tiny_videos)]
+    names = ["owl", "cat", "emu", "cat", "owl", "emu"]
+    (tmp_path / "train.csv").write_text("path,label\n" + "".join(f"{p},{n}\n" for p, n in zip(paths, names)))
+    (tmp_path / "val.csv").write_text("path,label\n" + "".join(f"{p},{n}\n" for p, n in zip(paths[:2], names[:2])))
+    clip = ["--frames", "4", "--frame-step", "1", "--crop", "32", "--threads", "1", "--precision", "fp32"]
+    probe_args = ["--epochs", "2", "--depth", "0", "--num-heads", "2", "--method", "attentive", *clip]
+    tool = load_tool("probe")
+    assert tool.main(["--checkpoint", str(tmp_path / "enc"), "--train-manifest", str(tmp_path / "train.csv"),
+                      "--val-manifest", str(tmp_path / "val.csv"), "--out", str(tmp_path / "probe"), *probe_args]) == 0  # fmt: skip
+    assert "classes (3, numbered in this order): cat, emu, owl" in capsys.readouterr().out
+    probe = load_probe(tmp_path / "probe")
+    assert probe.config["labels"] == ["cat", "emu", "owl"] and probe.config["num_classes"] == 3
+    cfg = EmbedConfig(frames_per_clip=4, frame_step=1, crop_size=32, precision="fp32")
+    val = extract_features(encoder, read_manifest(tmp_path / "val.csv", classes=["cat", "emu", "owl"]), cfg, device="cpu")
+    assert val.labels.tolist() == [2, 0]  # owl, cat in the train numbering (val alone would give cat=0, owl=1)
+    assert load_tool("classify").main(["--checkpoint", str(tmp_path / "enc"), "--probe", str(tmp_path / "probe"),
+                                       "--json", *clip[:6], paths[0]]) == 0  # fmt: skip
+    top = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["top"]
+    assert sorted(name for name, _ in top) == ["cat", "emu", "owl"]
+
+    embed = load_tool("embed")
+    common = ["--checkpoint", str(tmp_path / "enc"), "--frames", "4", "--frame-step", "1", "--crop", "32",
+              "--outputs", "tokens", "--no-progress", "--precision", "fp32"]  # fmt: skip
+    assert embed.main([*common, "--manifest", str(tmp_path / "train.csv"), "--out", str(tmp_path / "e_train")]) == 0
+    assert embed.main([*common, "--manifest", str(tmp_path / "val.csv"), "--out", str(tmp_path / "e_val")]) == 0
+    on_embeddings = ["--train-embeddings", str(tmp_path / "e_train"), *probe_args[:8], "--threads", "1"]
+    with pytest.raises(SystemExit, match="--classes TRAIN_MANIFEST"):
+        tool.main([*on_embeddings, "--val-embeddings", str(tmp_path / "e_val")])
+    assert embed.main([*common, "--manifest", str(tmp_path / "val.csv"), "--out", str(tmp_path / "e_val2"),
+                       "--classes", str(tmp_path / "train.csv")]) == 0  # fmt: skip
+    assert load_embeddings(tmp_path / "e_val2").labels.tolist() == [2, 0]
+    assert tool.main([*on_embeddings, "--val-embeddings", str(tmp_path / "e_val2")]) == 0

@@ -23,7 +23,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from jepa.data.manifest import read_manifest
+from jepa.data.manifest import manifest_classes, read_manifest
 from jepa.export.embed import FORMATS, OUTPUTS, EmbedConfig, extract_embeddings
 from jepa.export.load import load_encoder
 
@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--manifest", required=True, help="CSV/TSV/space-separated manifest or a folder of videos")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--classes", default=None,
+        help="manifest or folder whose class names number class-name labels (give the train set's when "
+        "embedding a val set); default: the manifest's own names, sorted",
+    )  # fmt: skip
     p.add_argument("--which", choices=("target_encoder", "encoder"), default="target_encoder")
     p.add_argument("--frames", type=int, default=16, help="frames per window")
     rate = p.add_mutually_exclusive_group()
@@ -82,10 +87,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         num_workers=args.workers, layers=tuple(args.layers) if args.layers else None,
     )  # fmt: skip
     encoder = load_encoder(args.checkpoint, which=args.which)
-    entries = read_manifest(args.manifest, kind="video")
+    classes = manifest_classes(args.classes or args.manifest)
+    entries = read_manifest(args.manifest, kind="video", classes=classes)
     summary = extract_embeddings(
         encoder, entries, args.out, cfg, device=args.device, progress=not args.no_progress,
-        overwrite=args.overwrite, source=str(args.checkpoint),
+        overwrite=args.overwrite, source=str(args.checkpoint), classes=classes,
     )  # fmt: skip
     print(
         f"{summary.num_rows} rows in {summary.num_shards} shards ({len(summary.computed_shards)} computed, "

@@ -41,11 +41,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jepa.data.manifest import read_manifest  # noqa: E402
+from jepa.data.manifest import manifest_classes, read_manifest  # noqa: E402
 from jepa.eval.clip_args import add_clip_arguments, clip_config  # noqa: E402
-from jepa.eval.features import COMBINE_MODES, FeatureSet, extract_features, load_embeddings  # noqa: E402
+from jepa.eval.features import (  # noqa: E402
+    COMBINE_MODES,
+    FeatureSet,
+    embedding_classes,
+    extract_features,
+    load_embeddings,
+)
 from jepa.eval.knn import knn_evaluate  # noqa: E402
 from jepa.eval.probe import (  # noqa: E402
+    AttentiveClassifier,
     ProbeConfig,
     evaluate_probe,
     load_probe,
@@ -96,16 +103,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_sets(args: argparse.Namespace, device: torch.device) -> tuple[FeatureSet, FeatureSet, dict[str, Any]]:
-    """(train, val, provenance) from embeddings or from an encoder and manifests."""
+def load_sets(
+    args: argparse.Namespace, device: torch.device, classes: Optional[list[str]] = None
+) -> tuple[FeatureSet, FeatureSet, dict[str, Any], Optional[list[str]]]:
+    """(train, val, provenance, class names) from embeddings or from an encoder and manifests.
+
+    Class-name labels (and class folders) are numbered alike in both sets: by `classes` (a
+    trained probe's, for --eval), else by the train set's names; embedding directories must
+    agree. Integer labels index the classes directly, whatever names a probe carries."""
     if args.train_embeddings or args.val_embeddings:
         if not ((args.train_embeddings or args.eval) and args.val_embeddings) or args.checkpoint:
             raise SystemExit("give --train-embeddings and --val-embeddings (and no --checkpoint)")
         if args.layers:
             raise SystemExit("--layers is chosen when embedding (tools/embed.py --layers), not when probing embeddings")
+        named = {d: embedding_classes(d) for d in (args.train_embeddings, args.val_embeddings) if d}
+        if classes is not None and any(named.values()):
+            named["the probe"] = classes
+        if len({json.dumps(c) for c in named.values()}) > 1:
+            raise SystemExit(
+                "the label numbering differs: " + "; ".join(f"{k}: {(v or 'integer labels')}"[:200] for k, v in named.items())
+                + ". Re-embed the val set with tools/embed.py --classes TRAIN_MANIFEST"
+            )  # fmt: skip
         source = {"train_embeddings": args.train_embeddings, "val_embeddings": args.val_embeddings, "output": args.output}
         train = load_embeddings(args.train_embeddings, args.output) if args.train_embeddings else None
-        return train, load_embeddings(args.val_embeddings, args.output), source  # type: ignore[return-value]
+        val = load_embeddings(args.val_embeddings, args.output)
+        return train, val, source, next(iter(named.values()), None)  # type: ignore[return-value]
     if not (args.checkpoint and (args.train_manifest or args.eval) and args.val_manifest):
         raise SystemExit(
             "give --checkpoint, --train-manifest and --val-manifest, or --train/--val-embeddings "
@@ -114,14 +136,17 @@ def load_sets(args: argparse.Namespace, device: torch.device) -> tuple[FeatureSe
     cfg = clip_config(args, args.feature_batch, layers=tuple(args.layers) if args.layers else None)
     encoder = load_encoder(args.checkpoint, which=args.which)
     manifests = (args.train_manifest, args.val_manifest)
-    sets = [extract_features(encoder, read_manifest(m), cfg, device=device) if m else None for m in manifests]
+    own = manifest_classes(args.train_manifest or args.val_manifest)
+    classes = None if own is None else (classes or own)
+    sets = [
+        extract_features(encoder, read_manifest(m, classes=classes), cfg, device=device) if m else None for m in manifests
+    ]
     source = {"checkpoint": args.checkpoint, "which": args.which, "features": asdict(cfg)}
-    return sets[0], sets[1], source  # type: ignore[return-value]
+    return sets[0], sets[1], source, classes  # type: ignore[return-value]
 
 
-def evaluate_saved(args: argparse.Namespace, val_set: FeatureSet, device: torch.device) -> int:
+def evaluate_saved(args: argparse.Namespace, probe: AttentiveClassifier, val_set: FeatureSet) -> int:
     """`--eval`: top-1 / top-5 of a trained probe on the val features, and its class names."""
-    probe = load_probe(args.eval, device, head=args.eval_head, num_heads=args.eval_num_heads)
     dim = int(val_set.tokens.shape[-1])
     if probe.config["dim"] != dim:
         raise SystemExit(f"the probe reads {probe.config['dim']}-wide tokens; these features are {dim} wide")
@@ -138,9 +163,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    train_set, val_set, source = load_sets(args, device)
-    if args.eval:
-        return evaluate_saved(args, val_set, device)
+    probe = load_probe(args.eval, device, head=args.eval_head, num_heads=args.eval_num_heads) if args.eval else None
+    train_set, val_set, source, classes = load_sets(args, device, probe.config.get("labels") if probe else None)
+    if probe is not None:
+        return evaluate_saved(args, probe, val_set)
+    if classes:
+        print(f"classes ({len(classes)}, numbered in this order): {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}")
     print(f"features: train {tuple(train_set.tokens.shape)} ({train_set.num_videos} videos), "
           f"val {tuple(val_set.tokens.shape)} ({val_set.num_videos} videos)")  # fmt: skip
     report: dict[str, Any] = {}
@@ -153,7 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             batch_size=args.batch_size, lrs=tuple(args.lr), weight_decays=tuple(args.wd), combine=args.combine,
             seed=args.seed,
         )  # fmt: skip
-        result = train_probe(train_set, cfg, val_set, args.num_classes, device)
+        result = train_probe(train_set, cfg, val_set, args.num_classes or (len(classes) if classes else None), device, classes)
         for head in result.heads:
             print(f"head lr {head.lr:g} wd {head.weight_decay:g}: train loss {head.train_loss:.4f}, "
                   + ", ".join(f"{k} {v:.2f}" for k, v in head.metrics.items()))  # fmt: skip

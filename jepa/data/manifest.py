@@ -2,15 +2,19 @@
 
 Accepted inputs:
 - CSV (`path,label`, with CSV quoting: `"a,b.mp4",3`), TSV (`path<TAB>label`) or the
-  space-separated `path label` files that V-JEPA and VideoMAE use; the label is optional (an
-  integer class index), a header row (`path,label`) is skipped,
-  blank lines and `#` comments are ignored. Relative paths are relative to the manifest.
+  space-separated `path label` files that V-JEPA and VideoMAE use; the label is optional: an
+  integer class index, or (CSV / TSV, when no label of the file is an integer) a class name,
+  numbered by the `classes` passed, by default the file's own names in sorted order; a header row
+  (`path,label`) is skipped, blank lines and `#` comments are ignored. Relative paths are
+  relative to the manifest.
 - A folder: its video (or image) files, recursively, in sorted order. When every file sits in
   a first-level subfolder (`root/<class>/<file>`, as in ImageFolder or Kinetics), the label is
   the index of that subfolder in sorted order; otherwise there is no label.
 
-Rows that cannot be used (missing file, wrong field count, non-integer label, wrong kind of
-file) are skipped and reported with their line numbers; a manifest with no usable row raises.
+Rows that cannot be used (missing file, wrong field count, a class name not in `classes`, wrong
+kind of file) are skipped and reported with their line numbers; a manifest with no usable row
+raises. `manifest_classes` gives the class names of a manifest or folder, so a train and a val
+manifest can be numbered alike (`read_manifest(val, classes=manifest_classes(train))`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -64,28 +68,53 @@ def read_manifest(
     kind: Kind = "auto",
     check_exists: bool = True,
     strict: bool = False,
+    classes: Sequence[str] | None = None,
 ) -> list[ManifestEntry]:
     """Entries of a manifest file or a folder of videos/images.
 
     `check_exists=False` skips the per-row file check (slow on network file systems for
     millions of rows; the dataset still replaces unreadable files at run time). `strict`
-    turns any bad row into a ManifestError instead of a skipped, reported row.
+    turns any bad row into a ManifestError instead of a skipped, reported row. `classes`
+    numbers class-name labels and class folders (default: their own names, sorted).
     """
     if kind not in ("auto", "video", "image"):
         raise ValueError(f"kind must be 'auto', 'video' or 'image', got {kind!r}")
     source = Path(path_or_dir)
     if source.is_dir():
-        entries = _scan_folder(source, kind)
+        entries = _scan_folder(source, kind, classes)
         if not entries:
             wanted = {"auto": "video or image", "video": "video", "image": "image"}[kind]
             raise ManifestError(f"{source}: no {wanted} files found")
         return entries
     if not source.is_file():
         raise ManifestError(f"{source}: no such manifest file or folder")
-    return _read_rows(source, kind, check_exists, strict)
+    return _read_rows(source, kind, check_exists, strict, classes)
 
 
-def _scan_folder(root: Path, kind: Kind) -> list[ManifestEntry]:
+def manifest_classes(path_or_dir: str | os.PathLike) -> list[str] | None:
+    """Class names in label order: a folder's class subfolders, or a manifest's class-name
+    labels, sorted; None when the labels are integer indices or absent."""
+    source = Path(path_or_dir)
+    if source.is_dir():
+        return _class_folders(source) if _class_layout(source) else None
+    if not source.is_file():
+        raise ManifestError(f"{source}: no such manifest file or folder")
+    _, names = _label_texts(source)
+    return sorted(set(names)) if names else None
+
+
+def _class_folders(root: Path) -> list[str]:
+    # Numbered over all class folders, so video and image scans of one tree agree.
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _class_layout(root: Path) -> bool:
+    """Whether every file under `root` sits in a first-level subfolder."""
+    files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    return bool(files) and all(len(p.relative_to(root).parts) == 2 for p in files)
+
+
+def _scan_folder(root: Path, kind: Kind, classes: Sequence[str] | None) -> list[ManifestEntry]:
     extensions = {"auto": VIDEO_EXTENSIONS | IMAGE_EXTENSIONS, "video": VIDEO_EXTENSIONS, "image": IMAGE_EXTENSIONS}[
         kind
     ]
@@ -94,11 +123,19 @@ def _scan_folder(root: Path, kind: Kind) -> list[ManifestEntry]:
     )
     relative = [p.relative_to(root) for p in files]
     if files and all(len(r.parts) == 2 for r in relative):
-        # Numbered over all class folders, so video and image scans of one tree agree.
-        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        classes = {name: i for i, name in enumerate(folders)}
-        return [ManifestEntry(str(p), classes[r.parts[0]]) for p, r in zip(files, relative)]
+        index = _class_index(classes if classes is not None else _class_folders(root))
+        unknown = sorted({r.parts[0] for r in relative} - set(index))
+        if unknown:
+            raise ManifestError(f"{root}: class folders {unknown[:10]} are not among the {len(index)} classes given")
+        return [ManifestEntry(str(p), index[r.parts[0]]) for p, r in zip(files, relative)]
     return [ManifestEntry(str(p), None) for p in files]
+
+
+def _class_index(classes: Sequence[str]) -> dict[str, int]:
+    index = {str(name): i for i, name in enumerate(classes)}
+    if len(index) != len(classes):
+        raise ValueError(f"class names must be distinct, got {list(classes)[:20]}")
+    return index
 
 
 def _split_row(line: str, delimiter: str | None) -> list[str]:
@@ -139,21 +176,43 @@ def _delimiter(source: Path, head: list[str]) -> str | None:
     return None
 
 
-def _read_rows(source: Path, kind: Kind, check_exists: bool, strict: bool) -> list[ManifestEntry]:
+def _rows(source: Path) -> tuple[list[tuple[int, list[str]]], str | None]:
+    """(line number, fields) of every data row (no header, blanks or comments), and the delimiter."""
     with open(source, encoding="utf-8-sig") as f:
         lines = [(number, line.rstrip("\r\n")) for number, line in enumerate(f, start=1)]
     rows = [(n, line) for n, line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not rows:
         raise ManifestError(f"{source}: the manifest is empty")
     delimiter = _delimiter(source, [line for _, line in rows[:20]])
+    if _is_header(rows[0][1], delimiter):
+        rows = rows[1:]
+    return [(number, _split_row(line, delimiter)) for number, line in rows], delimiter
+
+
+def _label_texts(source: Path) -> tuple[list[tuple[int, list[str]]], list[str]]:
+    """The rows, and the label texts when none of them is an integer (class names), else [].
+
+    A file mixing both is read as integer labels with the others reported as bad rows: a typo
+    among a million indices must not renumber the whole file."""
+    rows, delimiter = _rows(source)
+    if delimiter is None:  # space-separated: a label is an integer by construction of the split
+        return rows, []
+    texts = [fields[1] for _, fields in rows if len(fields) == 2 and fields[1] != ""]
+    return rows, texts if texts and all(_parse_label(t) is None for t in texts) else []
+
+
+def _read_rows(
+    source: Path, kind: Kind, check_exists: bool, strict: bool, classes: Sequence[str] | None
+) -> list[ManifestEntry]:
+    rows, names = _label_texts(source)
+    index = None
+    if names or classes is not None:
+        index = _class_index(classes if classes is not None else sorted(set(names)))
     base = source.parent
     entries: list[ManifestEntry] = []
     problems: list[str] = []
-    for position, (number, line) in enumerate(rows):
-        fields = _split_row(line, delimiter)
-        if position == 0 and _is_header(line, delimiter):
-            continue
-        problem, entry = _parse_fields(fields, base, kind, check_exists)
+    for number, fields in rows:
+        problem, entry = _parse_fields(fields, base, kind, check_exists, index)
         if problem:
             problems.append(f"line {number}: {problem}")
         else:
@@ -171,7 +230,7 @@ def _read_rows(source: Path, kind: Kind, check_exists: bool, strict: bool) -> li
 
 
 def _parse_fields(
-    fields: list[str], base: Path, kind: Kind, check_exists: bool
+    fields: list[str], base: Path, kind: Kind, check_exists: bool, index: dict[str, int] | None
 ) -> tuple[str | None, ManifestEntry | None]:
     if len(fields) > 2:
         return f"expected 'path[,label]', got {len(fields)} fields", None
@@ -180,9 +239,11 @@ def _parse_fields(
         return "empty path", None
     label = None
     if len(fields) == 2 and fields[1] != "":
-        label = _parse_label(fields[1])
+        label = _parse_label(fields[1]) if index is None else index.get(fields[1])
+        if label is None and index is None:
+            return f"label {fields[1]!r} is not an integer (a file's labels are all indices or all class names)", None
         if label is None:
-            return f"label {fields[1]!r} is not an integer class index (map class names to 0..N-1)", None
+            return f"label {fields[1]!r} is not one of the {len(index)} classes", None
     resolved = path if os.path.isabs(path) else str(base / path)
     if not _kind_ok(resolved, kind):
         return f"{path} is not a {kind} file", None

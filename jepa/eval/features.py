@@ -214,6 +214,11 @@ def _read_shard(directory: Path, shard: int, output: str, fmt: str) -> np.ndarra
     return np.load(stem.with_name(f"{stem.name}.{output}.npy"))
 
 
+def embedding_classes(directory: Union[str, Path]) -> Optional[list[str]]:
+    """The class names `tools/embed.py` numbered the labels of `directory` by (None: integer labels)."""
+    return read_json(Path(directory) / CONFIG_FILE).get("classes")
+
+
 def load_embeddings(directory: Union[str, Path], output: Optional[str] = None) -> FeatureSet:
     """Read what `tools/embed.py` wrote into a `FeatureSet`.
 

@@ -165,8 +165,10 @@ def train_probe(
     val: Optional[FeatureSet] = None,
     num_classes: Optional[int] = None,
     device: Union[str, torch.device, None] = None,
+    labels: Optional[Sequence[str]] = None,
 ) -> ProbeResult:
-    """Train one probe per (lr, weight decay) on frozen `train` features; evaluate on `val`."""
+    """Train one probe per (lr, weight decay) on frozen `train` features; evaluate on `val`.
+    `labels` names the classes; it is saved with the probe (tools/classify.py prints it)."""
     _labelled(train, "training set")
     if val is not None:
         _labelled(val, "evaluation set")
@@ -178,14 +180,16 @@ def train_probe(
         raise ValueError(f"labels go up to {seen - 1} but num_classes is {num_classes}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokens, video = train.samples(cfg.combine)
-    labels = train.labels[video]
+    targets = train.labels[video]
 
     grid = list(itertools.product(cfg.lrs, cfg.weight_decays))
     heads, optims = [], []
     for lr, wd in grid:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # every head starts from the same weights
-            head = AttentiveClassifier(train.dim, num_classes, cfg.num_queries, cfg.num_heads, cfg.depth, cfg.mlp_ratio)
+            head = AttentiveClassifier(
+                train.dim, num_classes, cfg.num_queries, cfg.num_heads, cfg.depth, cfg.mlp_ratio, labels=labels
+            )
         heads.append(head.to(device).train())
         optims.append(torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=wd))
 
@@ -198,7 +202,7 @@ def train_probe(
         order = torch.randperm(len(tokens), generator=generator)
         for first in range(0, len(order), cfg.batch_size):
             idx = order[first : first + cfg.batch_size]
-            x, y = tokens[idx].to(device).float(), labels[idx].to(device)
+            x, y = tokens[idx].to(device).float(), targets[idx].to(device)
             for h, (head, opt, (lr, _)) in enumerate(zip(heads, optims, grid)):
                 for group in opt.param_groups:
                     group["lr"] = _lr_at(it, total, warmup, lr)

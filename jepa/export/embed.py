@@ -458,8 +458,12 @@ def extract_embeddings(
     progress: bool = True,
     overwrite: bool = False,
     source: str = "",
+    classes: Optional[Sequence[str]] = None,
 ) -> EmbedSummary:
-    """Embed every window of every entry into sharded files under `out_dir` (resumable)."""
+    """Embed every window of every entry into sharded files under `out_dir` (resumable).
+
+    `classes` names the label indices (from `jepa.data.manifest.manifest_classes`); it is kept
+    in `config.json` so probes on two embedding directories can check they number alike."""
     if not entries:
         raise ValueError("no manifest entries to embed")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -474,6 +478,7 @@ def extract_embeddings(
         "source": source,
         "num_videos": len(entries),
         "manifest_sha256": _fingerprint(entries),
+        "classes": list(classes) if classes is not None else None,
     }
     _check_or_write_config(out_dir, record, overwrite)
     run = ViewEncoder(encoder, cfg, device)
