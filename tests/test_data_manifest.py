@@ -129,6 +129,7 @@ def test_class_name_labels_are_numbered_alike_across_manifests(files, tmp_path, 
     for name in ("zebra/1.mp4", "ant/2.mp4", "ant/3.mp4"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(b"x")
+    (root / "README.md").write_text("not a video")
     assert manifest_classes(root) == ["ant", "zebra"]
     assert [e.label for e in read_manifest(root, classes=["zebra", "ant"])] == [1, 1, 0]
     with pytest.raises(ManifestError, match="'zebra'"):

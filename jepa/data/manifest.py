@@ -109,18 +109,22 @@ def _class_folders(root: Path) -> list[str]:
 
 
 def _class_layout(root: Path) -> bool:
-    """Whether every file under `root` sits in a first-level subfolder."""
-    files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    """Whether every video or image under `root` sits in a first-level subfolder."""
+    files = _media_files(root, "auto")
     return bool(files) and all(len(p.relative_to(root).parts) == 2 for p in files)
 
 
-def _scan_folder(root: Path, kind: Kind, classes: Sequence[str] | None) -> list[ManifestEntry]:
+def _media_files(root: Path, kind: Kind) -> list[Path]:
     extensions = {"auto": VIDEO_EXTENSIONS | IMAGE_EXTENSIONS, "video": VIDEO_EXTENSIONS, "image": IMAGE_EXTENSIONS}[
         kind
     ]
-    files = sorted(
+    return sorted(
         p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file() and not p.name.startswith(".")
     )
+
+
+def _scan_folder(root: Path, kind: Kind, classes: Sequence[str] | None) -> list[ManifestEntry]:
+    files = _media_files(root, kind)
     relative = [p.relative_to(root) for p in files]
     if files and all(len(r.parts) == 2 for r in relative):
         index = _class_index(classes if classes is not None else _class_folders(root))
