@@ -6,6 +6,12 @@ no other frame refers to (typically half of an H.264 stream) without decoding th
 wanted frames are converted to RGB; reading stops once the last wanted packet is in.
 Decoding is single-threaded (one DataLoader worker per core is the parallelism), which also
 keeps the per-packet `skip_frame` switch synchronous.
+
+Not every decoder honours that switch per packet: libdav1d (AV1) takes the mode of the first
+packet it decodes for good, then drops frames that are wanted, which surfaced as "stream
+ended" errors and, worse, as neighbouring frames standing in for the dropped ones (the
+variable-frame-rate fill). Decoders listed in `_NO_SKIP_DECODERS` therefore decode every
+frame; tests/test_data_video.py checks every codec it writes against a sequential decode.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ _END_SLACK = 2
 # (variable frame rate) is given up on and filled from its neighbours.
 _OVERRUN = 20
 _SEEK_RETRIES = 4
+# Decoders that do not honour a per-packet skip_frame switch (measured: libdav1d on SVT-AV1
+# output lost every odd frame after a skipped packet).
+_NO_SKIP_DECODERS = frozenset({"libdav1d"})
 # frame.to_ndarray(format=...) builds a new swscale context per call, which costs several
 # times the conversion itself; one cached reformatter per thread and process is reused across
 # videos. Scaling runs on one thread: a context whose helper threads were started before a
@@ -88,6 +97,7 @@ class PyAVReader:
         self.num_frames = num_frames
         self._stream = stream
         self._codec = codec
+        self._skip_nonref = codec.name not in _NO_SKIP_DECODERS
         self._start_pts = stream.start_time or 0
         self._pts_per_frame = 1.0 / (time_base * self.fps)
 
@@ -190,7 +200,7 @@ class PyAVReader:
                 break
             index = self._index(packet.pts)
             needed = index is None or index in pending_packets
-            codec.skip_frame = "DEFAULT" if needed else "NONREF"
+            codec.skip_frame = "DEFAULT" if needed or not self._skip_nonref else "NONREF"
             take(codec.decode(packet))
             missing[:] = [i for i in missing if i not in got]
             pending_packets.discard(index)
