@@ -286,3 +286,32 @@ def test_display_rotation_is_applied_by_both_backends(tmp_path, degrees):
         assert error < 6, f"{backend}: mean error {error:.1f} levels"
         small = read_clips(path, indices, backend, target_short_side=24)
         assert small.shape[2:4] == tuple(s // 2 for s in shown.shape[1:3]), backend
+
+
+@pytest.mark.parametrize("container", ["mov", "mkv"])
+def test_a_cover_image_stream_ahead_of_the_video_is_not_read(tmp_path, container):
+    """Downloaded and camera MOV / MKV files can carry a one-frame cover image as their first
+    video stream; both backends read the video (PyAV read the cover, decord too in MOV)."""
+    import av
+
+    frames, path = _smooth_frames(20), tmp_path / f"covered.{container}"
+    with av.open(str(path), "w") as out:
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt, video.options = 64, 64, "yuv420p", {"crf": "12"}
+        still = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24").reformat(format="yuvj420p")
+        still.pts = 0
+        for packet in [*cover.encode(still), *cover.encode()]:
+            out.mux(packet)
+        for i, frame in enumerate(frames):
+            yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
+            yuv.pts = i
+            out.mux(video.encode(yuv))
+        out.mux(video.encode())
+    for backend in BACKENDS:
+        reader = open_video(path, backend)
+        assert (reader.num_frames, reader.fps, reader.height, reader.width) == (20, 10.0, 64, 64), backend
+        reader.close()
+        clips = read_clips(path, np.array([[2, 17]]), backend)
+        assert np.abs(clips[0].astype(int) - frames[[2, 17]]).mean() < 6, backend

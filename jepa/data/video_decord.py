@@ -41,6 +41,26 @@ class DecordReader:
             raise VideoDecodeError(f"{path}: cannot open ({err})") from err
         self._size = (self.height, self.width)
         self._fallback: VideoReader | None = None
+        if self.num_frames <= 2:
+            self._check_for_a_cover_image()
+
+    def _check_for_a_cover_image(self) -> None:
+        """decord reads the first video stream, which in some MOV files is a one-frame cover
+        image ahead of the video; PyAV picks the video, so a (nearly) still result is checked."""
+        from jepa.data.video_pyav import PyAVReader
+
+        try:
+            other = PyAVReader(self.path)
+        except VideoDecodeError:
+            return
+        if other.num_frames <= self.num_frames:
+            other.close()
+            return
+        if self.path not in _WARNED:
+            _WARNED.add(self.path)
+            log.warning("decord sees %d frame(s) in %s, a cover image: reading its video with PyAV", self.num_frames, self.path)
+        self._fallback = other
+        self.num_frames, self.fps, self.height, self.width = other.num_frames, other.fps, other.height, other.width
 
     def close(self) -> None:
         self._reader = None

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
+from av.video.stream import VideoStream
 
 from jepa.data.video import VideoDecodeError, frame_count, scaled_size
 
@@ -37,6 +38,7 @@ _SEEK_RETRIES = 4
 # Decoders that do not honour a per-packet skip_frame switch (measured: libdav1d on SVT-AV1
 # output lost every odd frame after a skipped packet).
 _NO_SKIP_DECODERS = frozenset({"libdav1d"})
+_ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: a cover image stored as a video stream
 # frame.to_ndarray(format=...) builds a new swscale context per call, which costs several
 # times the conversion itself; one cached reformatter per thread and process is reused across
 # videos. Scaling runs on one thread: a context whose helper threads were started before a
@@ -49,6 +51,21 @@ def _reformatter() -> VideoReformatter:
         _local.reformatter = VideoReformatter()
         _local.pid = os.getpid()
     return _local.reformatter
+
+
+def _main_video_stream(streams: tuple[VideoStream, ...]) -> VideoStream:
+    """The video, not a cover image or thumbnail stream that may come first (MOV / MKV files
+    from downloaders and cameras): attached pictures last, then the most frames (from the
+    count or the duration), then the most pixels."""
+
+    def key(stream: VideoStream) -> tuple[bool, float, int]:
+        attached = bool(int(stream.disposition) & _ATTACHED_PIC)
+        frames = float(stream.frames or 0)
+        if not frames and stream.duration and stream.time_base and stream.average_rate:
+            frames = float(stream.duration * stream.time_base * stream.average_rate)
+        return (not attached, frames, stream.codec_context.width * stream.codec_context.height)
+
+    return max(streams, key=key) if len(streams) > 1 else streams[0]
 
 
 class PyAVReader:
@@ -74,7 +91,7 @@ class PyAVReader:
     def _init_stream(self) -> None:
         if not self._container.streams.video:
             raise VideoDecodeError(f"{self.path}: no video stream")
-        stream = self._container.streams.video[0]
+        stream = _main_video_stream(self._container.streams.video)
         codec = stream.codec_context
         codec.thread_count = 1
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
