@@ -39,6 +39,7 @@ _SEEK_RETRIES = 4
 # output lost every odd frame after a skipped packet).
 _NO_SKIP_DECODERS = frozenset({"libdav1d"})
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: a cover image stored as a video stream
+_STILL_CODECS = frozenset({"png", "bmp", "tiff", "webp", "gif"})  # cover art, never camera video
 # frame.to_ndarray(format=...) builds a new swscale context per call, which costs several
 # times the conversion itself; one cached reformatter per thread and process is reused across
 # videos. Scaling runs on one thread: a context whose helper threads were started before a
@@ -55,15 +56,16 @@ def _reformatter() -> VideoReformatter:
 
 def _main_video_stream(streams: tuple[VideoStream, ...]) -> VideoStream:
     """The video, not a cover image or thumbnail stream that may come first (MOV / MKV files
-    from downloaders and cameras): attached pictures last, then the most frames (from the
-    count or the duration), then the most pixels."""
+    from downloaders and cameras): attached pictures and still-image codecs last, then the most
+    frames (from the count or the duration), then the most pixels."""
 
-    def key(stream: VideoStream) -> tuple[bool, float, int]:
+    def key(stream: VideoStream) -> tuple[bool, bool, float, int]:
         attached = bool(int(stream.disposition) & _ATTACHED_PIC)
         frames = float(stream.frames or 0)
         if not frames and stream.duration and stream.time_base and stream.average_rate:
             frames = float(stream.duration * stream.time_base * stream.average_rate)
-        return (not attached, frames, stream.codec_context.width * stream.codec_context.height)
+        still = stream.codec_context.name in _STILL_CODECS
+        return (not attached, not still, frames, stream.codec_context.width * stream.codec_context.height)
 
     return max(streams, key=key) if len(streams) > 1 else streams[0]
 
