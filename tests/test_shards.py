@@ -210,6 +210,13 @@ def test_make_shards_tool(manifest: Path, tmp_path: Path, capsys: pytest.Capture
     # Every synthetic video is over 1 kB, so a 1 kB cap closes a shard after each one.
     assert tool.main([str(manifest), str(tmp_path / "small"), "--max-shard-mb", str(1 / 1024)]) == 0
     assert [len(read_shard(p)) for p in sorted((tmp_path / "small").glob("*.tar"))] == [1] * NUM_VIDEOS
+    # Class names: a val manifest missing a class keeps the train numbering with --classes.
+    paths = [e.path for e in read_manifest(manifest)]
+    (tmp_path / "train.csv").write_text("path,label\n" + "".join(f"{p},{n}\n" for p, n in zip(paths, ["b", "a", "c"] * 2)))
+    (tmp_path / "val.csv").write_text(f"path,label\n{paths[2]},c\n")
+    assert tool.main([str(tmp_path / "val.csv"), str(tmp_path / "val"), "--classes", str(tmp_path / "train.csv")]) == 0
+    assert "classes (3, numbered in this order): a, b, c" in capsys.readouterr().out
+    assert [s.label for p in (tmp_path / "val").glob("*.tar") for s in read_shard(p)] == [2]
 
 
 def test_writer_rejects_images_and_empty_input(tmp_path: Path) -> None:

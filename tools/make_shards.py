@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-from jepa.data.manifest import read_manifest
+from jepa.data.manifest import manifest_classes, read_manifest
 from jepa.data.shards import write_shards
 
 
@@ -30,9 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-shard-mb", type=float, default=None, help="also close a shard at this size")
     parser.add_argument("--shuffle-seed", type=int, default=None, help="write rows in a seeded random order")
     parser.add_argument("--overwrite", action="store_true", help="replace shards already in out_dir")
+    parser.add_argument(
+        "--classes", default=None,
+        help="manifest or folder whose class names number class-name labels (give the train set's when "
+        "sharding a val set); default: the manifest's own names, sorted",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
-    entries = read_manifest(args.manifest, kind="video")
+    classes = manifest_classes(args.classes or args.manifest)
+    if classes:
+        print(f"classes ({len(classes)}, numbered in this order): {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}")
+    entries = read_manifest(args.manifest, kind="video", classes=classes)
     max_bytes = None if args.max_shard_mb is None else int(args.max_shard_mb * 2**20)
     t0 = time.perf_counter()
     shards = write_shards(
