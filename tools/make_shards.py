@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-from jepa.data.manifest import manifest_classes, read_manifest
+from jepa.data.manifest import describe_classes, manifest_classes, read_manifest
 from jepa.data.shards import write_shards
 
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     classes = manifest_classes(args.classes or args.manifest)
     if classes:
-        print(f"classes ({len(classes)}, numbered in this order): {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}")
+        print(describe_classes(classes))
     entries = read_manifest(args.manifest, kind="video", classes=classes)
     max_bytes = None if args.max_shard_mb is None else int(args.max_shard_mb * 2**20)
     t0 = time.perf_counter()

@@ -41,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jepa.data.manifest import manifest_classes, read_manifest  # noqa: E402
+from jepa.data.manifest import describe_classes, manifest_classes, read_manifest  # noqa: E402
 from jepa.eval.clip_args import add_clip_arguments, clip_config  # noqa: E402
 from jepa.eval.features import (  # noqa: E402
     COMBINE_MODES,
@@ -168,7 +168,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if probe is not None:
         return evaluate_saved(args, probe, val_set)
     if classes:
-        print(f"classes ({len(classes)}, numbered in this order): {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}")
+        print(describe_classes(classes))
     print(f"features: train {tuple(train_set.tokens.shape)} ({train_set.num_videos} videos), "
           f"val {tuple(val_set.tokens.shape)} ({val_set.num_videos} videos)")  # fmt: skip
     report: dict[str, Any] = {}

@@ -103,6 +103,12 @@ def manifest_classes(path_or_dir: str | os.PathLike) -> list[str] | None:
     return sorted(set(names)) if names else None
 
 
+def describe_classes(classes: Sequence[str]) -> str:
+    """One line naming the classes in label order, for tools to print before they use them."""
+    more = " ..." if len(classes) > 20 else ""
+    return f"classes ({len(classes)}, numbered in this order): {', '.join(classes[:20])}{more}"
+
+
 def _class_folders(root: Path) -> list[str]:
     # Numbered over all class folders, so video and image scans of one tree agree.
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
