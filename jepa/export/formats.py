@@ -63,14 +63,13 @@ def save_exported(
 
 
 def is_exported_dir(directory: Union[str, Path]) -> bool:
-    """True for a directory whose config.json declares our export format."""
+    """True for a directory whose config.json declares our export format (a damaged config.json
+    raises, naming the file, rather than reading as "some other format")."""
     cfg = Path(directory) / CONFIG_FILE
     if not cfg.is_file():
         return False
-    try:
-        return json.loads(cfg.read_text()).get("format") == FORMAT
-    except (json.JSONDecodeError, AttributeError):
-        return False
+    config = read_json(cfg)
+    return isinstance(config, dict) and config.get("format") == FORMAT
 
 
 def read_exported(directory: Union[str, Path]) -> RawCheckpoint:

@@ -289,10 +289,8 @@ def is_hf_dir(directory: Union[str, Path]) -> bool:
     cfg = Path(directory) / CONFIG_FILE
     if not cfg.is_file():
         return False
-    try:
-        return json.loads(cfg.read_text()).get("model_type") == "vjepa2"
-    except (json.JSONDecodeError, AttributeError):
-        return False
+    config = read_json(cfg)  # a damaged config.json raises, naming the file
+    return isinstance(config, dict) and config.get("model_type") == "vjepa2"
 
 
 def read_hf(directory: Union[str, Path]) -> RawCheckpoint:

@@ -27,7 +27,6 @@ from typing import Any, Callable, Mapping, Optional, Union, cast
 import torch
 from torch import Tensor, nn
 
-from jepa.checkpoint_files import read_json
 from jepa.export.formats import is_exported_dir, read_exported
 from jepa.export.hf import is_hf_dir, read_hf
 from jepa.export.official import read_official
@@ -94,8 +93,6 @@ def read_source(
 
             raw = read_training(path)
         else:
-            if (path / "config.json").is_file():
-                read_json(path / "config.json")  # a damaged config.json is named as such, not as "unknown format"
             raise CheckpointMismatchError(
                 f"{path}: not a jepa run/checkpoint directory (checkpoints/ or model.safetensors + config.yaml), "
                 "an exported directory (config.json format 'jepa-export') "
