@@ -1,5 +1,6 @@
 """Decoding real mp4/webm files both backends, clip index sampling, and decode failures."""
 
+import ffmpeg_cpu
 import numpy as np
 import pytest
 
@@ -31,7 +32,7 @@ def indexed_frames(num_frames: int, height: int = 64, width: int = 64, seed: int
 def decoded_index(frames: np.ndarray) -> np.ndarray:
     """The frame index read back from the grey stripe.
 
-    The limited-range YUV round trip and area downscaling darken flat grey by one to two levels,
+    The limited-range YUV round trip and downscaling darken flat grey by one to two levels,
     so the read is centred one level below the written value (it tolerates -3 .. +1 levels).
     """
     stripe = frames.shape[-3] * 16 // 64
@@ -172,23 +173,69 @@ def _decord_native_failure(path, **size) -> bool:
     return False
 
 
+# The two backends bundle separate FFmpeg builds, so their scalers may round differently on some
+# CPU; a wrong filter or chroma order shows as tens of levels (bicubic vs area was 40).
+SAME_PICTURE_MAX, SAME_PICTURE_MEAN = 3, 0.5
+
+
+def assert_same_picture(a: np.ndarray, b: np.ndarray, what: str = "") -> None:
+    assert a.shape == b.shape, what
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.max() <= SAME_PICTURE_MAX and diff.mean() <= SAME_PICTURE_MEAN, (
+        f"{what}: the backends differ by up to {diff.max()} levels, {diff.mean():.2f} on average, "
+        f"in {(diff > 0).mean():.0%} of values"
+    )
+
+
 @pytest.mark.skipif("decord" not in BACKENDS, reason="decord is not installed")
-def test_decord_reads_widths_it_cannot_return_through_pyav(tmp_path, caplog):
-    """decord cannot return frames 32 or 96 px wide (among others); the reader gets them from
-    PyAV instead of reporting a good file as unreadable, directly and via a reduced-size read."""
+@pytest.mark.parametrize("cpu", ffmpeg_cpu.paths())
+def test_decord_reads_widths_it_cannot_return_through_pyav(tmp_path, caplog, cpu):
+    """decord cannot return frames of some widths (which ones depends on the CPU: 32 and 96 px
+    with AVX-512); the reader gets them from PyAV instead of reporting a good file as
+    unreadable, directly and via a reduced-size read, and the pictures are the same."""
     narrow = write_video(tmp_path / "narrow.mp4", indexed_frames(20, height=64, width=32), 10, crf=12)
-    indices = np.array([[1, 5, 19]])
-    with caplog.at_level("WARNING", logger="jepa.data.video_decord"):
-        got = read_clips(narrow, indices, "decord")
-    np.testing.assert_array_equal(got, read_clips(narrow, indices, "pyav"))
-    np.testing.assert_array_equal(decoded_index(got), indices)
-    if _decord_native_failure(narrow):
-        assert "reading it with PyAV" in caplog.text
     tall = write_video(tmp_path / "tall.mp4", indexed_frames(10, height=192, width=128), 10, crf=12)
-    got = read_clips(tall, np.array([[2, 7]]), "decord", target_short_side=96)
+    indices = np.array([[1, 5, 19]])
+    with ffmpeg_cpu.ffmpeg_cpu(cpu), caplog.at_level("WARNING", logger="jepa.data.video_decord"):
+        got, want, failed = ffmpeg_cpu.on_fresh_thread(
+            lambda: (read_clips(narrow, indices, "decord"), read_clips(narrow, indices, "pyav"), _decord_native_failure(narrow))
+        )
+        assert_same_picture(got, want, "narrow")
+        np.testing.assert_array_equal(decoded_index(got), indices)
+        assert failed == ("narrow.mp4" in caplog.text)
+        got, want, failed = ffmpeg_cpu.on_fresh_thread(
+            lambda: (
+                read_clips(tall, np.array([[2, 7]]), "decord", target_short_side=96),
+                read_clips(tall, np.array([[2, 7]]), "pyav", target_short_side=96),
+                _decord_native_failure(tall, width=96, height=144),
+            )
+        )
     assert got.shape == (1, 2, 144, 96, 3)
-    np.testing.assert_array_equal(got, read_clips(tall, np.array([[2, 7]]), "pyav", target_short_side=96))
-    assert _decord_native_failure(tall, width=96, height=144) == ("tall.mp4" in caplog.text)
+    assert_same_picture(got, want, "tall")
+    assert failed == ("tall.mp4" in caplog.text)
+
+
+@pytest.mark.skipif("decord" not in BACKENDS, reason="decord is not installed")
+@pytest.mark.parametrize("cpu", ffmpeg_cpu.paths())
+def test_backends_return_the_same_reduced_size_frames(tmp_path, cpu):
+    """A reduced-size read gives the model the same pixels whichever backend decodes: PyAV runs
+    decord's own scale filter chain. With PyAV's area scaler instead, a 128x192 file read at
+    short side 96 on an AVX2 CPU differed in 88% of values, by up to 40 levels."""
+    files = {
+        "tall": write_video(tmp_path / "tall.mp4", indexed_frames(10, height=192, width=128), 10, crf=12),
+        "wide": write_video(tmp_path / "wide.mp4", indexed_frames(10, height=120, width=212, seed=1), 10, crf=12),
+    }
+    reads = [("tall", 96), ("tall", 64), ("tall", 80), ("wide", 96), ("wide", 72), ("wide", 50), ("wide", None)]
+    indices = np.array([[0, 3, 8]])
+
+    def read_all(backend: str) -> list[np.ndarray]:
+        return [read_clips(files[name], indices, backend, target_short_side=short) for name, short in reads]
+
+    with ffmpeg_cpu.ffmpeg_cpu(cpu):
+        decord_clips = ffmpeg_cpu.on_fresh_thread(lambda: read_all("decord"))
+        pyav_clips = ffmpeg_cpu.on_fresh_thread(lambda: read_all("pyav"))
+    for (name, short), a, b in zip(reads, decord_clips, pyav_clips):
+        assert_same_picture(a, b, f"{name} at short side {short} ({cpu})")
 
 
 # Pixel formats, codecs and containers users' files come in, beyond the H.264 / VP9 yuv420p

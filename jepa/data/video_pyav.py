@@ -20,8 +20,10 @@ import itertools
 import os
 import threading
 from collections.abc import Iterator
+from fractions import Fraction
 
 import av
+import av.filter
 import numpy as np
 from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
@@ -41,17 +43,41 @@ _NO_SKIP_DECODERS = frozenset({"libdav1d"})
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: a cover image stored as a video stream
 _STILL_CODECS = frozenset({"png", "bmp", "tiff", "webp", "gif"})  # cover art, never camera video
 # frame.to_ndarray(format=...) builds a new swscale context per call, which costs several
-# times the conversion itself; one cached reformatter per thread and process is reused across
-# videos. Scaling runs on one thread: a context whose helper threads were started before a
-# DataLoader fork deadlocks in the child, and workers are the parallelism anyway.
+# times the conversion itself; one cached reformatter and one cached scaling graph per size
+# per thread and process are reused across videos. Both run on one thread: a context whose
+# helper threads were started before a DataLoader fork deadlocks in the child, and workers are
+# the parallelism anyway.
 _local = threading.local()
+_MAX_GRAPHS = 8  # scaling graphs kept per thread (one per input geometry and output size)
 
 
-def _reformatter() -> VideoReformatter:
+def _thread_cache() -> threading.local:
     if getattr(_local, "pid", None) != os.getpid():
         _local.reformatter = VideoReformatter()
+        _local.graphs = {}
         _local.pid = os.getpid()
-    return _local.reformatter
+    return _local
+
+
+def _scale_graph(frame: av.VideoFrame, width: int, height: int) -> av.filter.Graph:
+    """The filter chain decord builds for a reduced-size read (`scale=W:H,format=rgb24`, the
+    scale filter's default bicubic flags), so both backends return the same pixels: a direct
+    swscale call with other flags (AREA) differed from decord's by up to 54 levels."""
+    cache = _thread_cache().graphs
+    key = (frame.width, frame.height, frame.format.name, width, height)
+    graph = cache.get(key)
+    if graph is None:
+        if len(cache) >= _MAX_GRAPHS:
+            cache.pop(next(iter(cache)))
+        graph = av.filter.Graph()
+        graph.threads = 1
+        source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name, time_base=Fraction(1, 1))
+        chain = [source, graph.add("scale", f"{width}:{height}"), graph.add("format", "rgb24"), graph.add("buffersink")]
+        for upstream, downstream in zip(chain, chain[1:]):
+            upstream.link_to(downstream)
+        graph.configure()
+        cache[key] = graph
+    return graph
 
 
 def _main_video_stream(streams: tuple[VideoStream, ...]) -> VideoStream:
@@ -244,5 +270,8 @@ class PyAVReader:
 
     def _to_array(self, frame: av.VideoFrame, resize: dict) -> np.ndarray:
         self._rotation = getattr(frame, "rotation", 0) or 0  # PyAV < 13 does not read it
-        extra = {"interpolation": "AREA", **resize} if resize else {}
-        return _reformatter().reformat(frame, format="rgb24", threads=1, **extra).to_ndarray()
+        if not resize:  # at full size swscale's conversion equals decord's (checked bit-exact)
+            return _thread_cache().reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+        graph = _scale_graph(frame, resize["width"], resize["height"])
+        graph.push(frame)
+        return graph.pull().to_ndarray()
