@@ -194,7 +194,7 @@ def test_unreadable_files_are_named_not_a_bare_torch_error(tmp_path: Path) -> No
     assert isinstance(pickle.dumps(1), bytes)
 
 
-# Released shapes (shared/reference/official_checkpoint_layout.json): width, depth, MLP hidden.
+# Released shapes (tests/data/official_checkpoint_layout.json): width, depth, MLP hidden.
 RELEASED = {"vit_large": (1024, 24, 4096), "vit_huge": (1280, 32, 5120), "vit_giant": (1408, 40, 6144)}
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from layouts import official_layout
 from jepa.world.ac_checkpoint import load_world_model, save_world_model
 from jepa.world.ac_predictor import ACPredictor, clean_released_state_dict, create_ac_predictor, frame_causal_mask
 from jepa.world.cem import CEMConfig, cem_plan
@@ -22,7 +23,6 @@ from jepa.world.trajectories import Episode, Manifest, TrajectoryWriter, load_ma
 from jepa.world.world_model import LatentWorldModel, OracleWorldModel, l1_energy
 
 REPO = Path(__file__).resolve().parents[1]
-LAYOUT = Path("/work/shared/reference/official_checkpoint_layout.json")
 
 # A 32 px table: 2 x 2 patches of 16 px, so everything below runs in seconds on one thread.
 SMALL_ENV = dict(image_size=32)
@@ -172,7 +172,7 @@ def test_predictor_attention_matches_the_released_ac_rotation() -> None:
 
 
 def test_ac_predictor_matches_released_vitg_layout() -> None:
-    layout = json.loads(LAYOUT.read_text())["vjepa2_ac_vitg.predictor"] if LAYOUT.exists() else None
+    layout = official_layout()["vjepa2_ac_vitg.predictor"]
     with torch.device("meta"):
         predictor = create_ac_predictor("vjepa2_ac_vitg")
     shapes = {k: list(v.shape) for k, v in predictor.state_dict().items()}
@@ -184,11 +184,10 @@ def test_ac_predictor_matches_released_vitg_layout() -> None:
     }  # fmt: skip
     assert len(shapes) == 300
     assert all(shapes[k] == v for k, v in expected.items())
-    if layout is not None:
-        full = dict(layout["non_block_keys"])
-        for i in range(layout["num_blocks"]):
-            full.update({k.replace("blocks.0.", f"blocks.{i}."): v for k, v in layout["block_0_keys"].items()})
-        assert shapes == full
+    full = dict(layout["non_block_keys"])
+    for i in range(layout["num_blocks"]):
+        full.update({k.replace("blocks.0.", f"blocks.{i}."): v for k, v in layout["block_0_keys"].items()})
+    assert shapes == full
     released = {f"module.backbone.{k}": v for k, v in predictor.state_dict().items()}
     assert set(clean_released_state_dict(released)) == set(shapes)
 

@@ -1,6 +1,6 @@
 """Read official V-JEPA 1 / V-JEPA 2 `.pt` checkpoints (never unpickling code).
 
-Layout understood (see `shared/reference/official_checkpoint_layout.json` for full shapes):
+Layout understood (see `tests/data/official_checkpoint_layout.json` for full shapes):
 
 Training checkpoint = `torch.save` dict with keys `encoder`, `predictor`, `target_encoder`
 (state dicts) and `opt`, `scaler`, `epoch`, `loss`, `batch_size`, `world_size`, `lr`
