@@ -1,8 +1,13 @@
 """Encoder, predictor, pooler and registry: official key layouts (built on the meta device),
 shapes on tiny inputs, masking semantics, initialisation, parity with HF VJEPA2 and errors."""
 
+import getpass
 import json
 import math
+import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -10,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from layouts import official_layout
 from jepa.masks.ops import check_indices, gather_tokens
 from jepa.models import (
     AttentivePooler,
@@ -26,7 +32,6 @@ from jepa.models import (
     sincos_3d,
 )
 
-LAYOUT_FILE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_checkpoint_layout.json"
 TINY = dict(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=64, depth=2, num_heads=4)
 
 
@@ -92,9 +97,8 @@ def test_official_predictor_layout() -> None:
     assert len(sd) == 160
 
 
-@pytest.mark.skipif(not LAYOUT_FILE.exists(), reason="reference layout file not present")
 def test_layouts_equal_reference_file() -> None:
-    ref = json.loads(LAYOUT_FILE.read_text())
+    ref = official_layout()
     builders: dict[str, Callable[[], nn.Module]] = {k: v[0] for k, v in OFFICIAL_ENCODERS.items()}
     builders["vjepa2_vitl.predictor"] = lambda: create_predictor(embed_dim=1024)
     for name, build in builders.items():
@@ -449,6 +453,32 @@ def test_patch_embed_matmul_path_equals_the_convolution() -> None:
         embed.matmul = True
         torch.testing.assert_close(embed(x), conv, rtol=1e-5, atol=1e-5)
         embed.matmul = None
+
+
+_COMPILE_ONE_BLOCK = """
+import torch
+from jepa.models.layers import Block, compile_blocks
+torch.manual_seed(0)
+block = Block(32, 2)
+compile_blocks(block)
+print(float(block(torch.ones(1, 4, 32)).sum()))
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="AVX2 is an x86-64 capability")
+def test_compiled_code_for_one_cpu_capability_is_not_reused_under_another(tmp_path: Path) -> None:
+    """A run under ATEN_CPU_CAPABILITY=avx2, then a plain one, with one inductor cache default:
+    on an AVX-512 CPU the plain run reloaded AVX2 code and aborted (compile_blocks keeps them apart)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR", "ATEN_CPU_CAPABILITY")}
+    env["TMPDIR"] = str(tmp_path)  # where inductor's default cache folder goes
+    outputs = []
+    for capability in ("avx2", None):
+        run_env = {**env, "ATEN_CPU_CAPABILITY": capability} if capability else env
+        done = subprocess.run([sys.executable, "-c", _COMPILE_ONE_BLOCK], env=run_env, capture_output=True, text=True)
+        assert done.returncode == 0, f"capability {capability}: rc {done.returncode}\n{done.stderr[-2000:]}"
+        outputs.append(float(done.stdout.split()[-1]))
+    assert outputs[0] == pytest.approx(outputs[1], rel=1e-4)
+    assert (tmp_path / f"torchinductor_{getpass.getuser()}" / "capability_avx2").is_dir()
 
 
 def test_compile_blocks_keeps_names_and_outputs() -> None:

@@ -7,6 +7,7 @@ released V-JEPA checkpoints everywhere and an attention change is made in one pl
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Iterable, Optional
 
 import torch
@@ -250,6 +251,21 @@ class PatchEmbed3D(nn.Module):
         return F.linear(x, self.proj.weight.flatten(1), self.proj.bias)
 
 
+def separate_inductor_cache_per_capability() -> None:
+    """Give runs under ATEN_CPU_CAPABILITY their own inductor cache folder.
+
+    Inductor's compiled-graph cache is not keyed on that variable (torch 2.14): a graph generated
+    for AVX2 vectors under `ATEN_CPU_CAPABILITY=avx2`, reloaded by a plain run on an AVX-512 CPU,
+    had its kernels rebuilt for 16-float vectors around 8-float loads and aborted the process.
+    A folder set by the user, or already chosen by inductor in this process, is left alone.
+    """
+    capability = os.environ.get("ATEN_CPU_CAPABILITY")
+    if capability and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(default_cache_dir(), f"capability_{capability}")
+
+
 def compile_blocks(model: nn.Module, mode: Optional[str] = None) -> int:
     """torch.compile every transformer block of `model` in place; returns how many.
 
@@ -258,6 +274,7 @@ def compile_blocks(model: nn.Module, mode: Optional[str] = None) -> int:
     width. `nn.Module.compile` keeps parameter names, so checkpoints are unchanged.
     """
     blocks = [m for m in model.modules() if isinstance(m, (Block, CrossBlock))]
+    separate_inductor_cache_per_capability()
     opaque_cpu_attention()  # built before tracing, so traces only call it
     for block in blocks:
         block.compile(mode=mode)
