@@ -47,7 +47,12 @@ def test_bad_rows_are_skipped_and_reported_with_line_numbers(files, caplog):
         entries = read_manifest(manifest)
     assert entries == [ManifestEntry(str(files / "a.mp4"), 1)]
     message = caplog.text
-    for line in ("line 3: missing file", "line 4: label 'cat' is not an integer", "line 5: expected", "line 6: empty path"):
+    for line in (
+        "line 3: missing file",
+        "line 4: label 'cat' is not an integer",
+        "line 5: expected",
+        "line 6: empty path",
+    ):
         assert line in message
     with pytest.raises(ManifestError, match="line 3"):
         read_manifest(manifest, strict=True)
@@ -134,3 +139,47 @@ def test_class_name_labels_are_numbered_alike_across_manifests(files, tmp_path, 
     assert [e.label for e in read_manifest(root, classes=["zebra", "ant"])] == [1, 1, 0]
     with pytest.raises(ManifestError, match="'zebra'"):
         read_manifest(root, classes=["ant"])
+
+
+def test_header_rows_pick_path_and_label_columns_by_name(files, caplog):
+    """Manifests as pandas and HF datasets write them: a header row, a path column and several
+    label columns, chosen with `label_column` (they were refused whole as 'got 4 fields')."""
+    from jepa.data.manifest import manifest_classes
+
+    a, bc = str(files / "a.mp4"), str(files / "b c.mp4")
+    (files / "m.csv").write_text('path,digit,direction,speed\na.mp4,3,left,1.5\n"b c.mp4",5,up,2.5\n')
+    assert [e.label for e in read_manifest(files / "m.csv", label_column="digit")] == [3, 5]
+    assert read_manifest(files / "m.csv", label_column="Direction") == [ManifestEntry(a, 0), ManifestEntry(bc, 1)]
+    assert manifest_classes(files / "m.csv", label_column="direction") == ["left", "up"]
+    with caplog.at_level(logging.INFO, logger="jepa.data.manifest"):
+        assert read_manifest(files / "m.csv") == [ManifestEntry(a, None), ManifestEntry(bc, None)]
+    assert "label_column=NAME" in caplog.text and "'speed'" in caplog.text
+    # pandas' to_csv writes its index as an unnamed first column; HF datasets name the path file_name.
+    (files / "p.csv").write_text(",path,digit\n0,a.mp4,3\n1,b c.mp4,5\n")
+    assert read_manifest(files / "p.csv", label_column="digit") == [ManifestEntry(a, 3), ManifestEntry(bc, 5)]
+    (files / "hf.tsv").write_text("label\tfile_name\n7\ta.mp4\n")
+    assert read_manifest(files / "hf.tsv") == [ManifestEntry(a, 7)]
+    (files / "only.csv").write_text("path\na.mp4\nb c.mp4\n")
+    assert read_manifest(files / "only.csv") == [ManifestEntry(a, None), ManifestEntry(bc, None)]
+    (files / "plain.csv").write_text("a.mp4,3\nb c.mp4,5\n")  # headerless forms are unchanged
+    assert read_manifest(files / "plain.csv") == [ManifestEntry(a, 3), ManifestEntry(bc, 5)]
+
+
+def test_header_errors_name_the_columns(files, caplog):
+    (files / "m.csv").write_text("path,digit,direction\na.mp4,3,left\nb c.mp4,5\n")
+    with pytest.raises(ManifestError, match=r"no column 'colour' .*\['path', 'digit', 'direction'\]"):
+        read_manifest(files / "m.csv", label_column="colour")
+    with caplog.at_level(logging.WARNING):
+        assert read_manifest(files / "m.csv", label_column="digit") == [ManifestEntry(str(files / "a.mp4"), 3)]
+    assert "line 3: expected 3 fields as in the header, got 2" in caplog.text
+    (files / "nopath.csv").write_text("clip,digit\na.mp4,3\n")
+    with pytest.raises(ManifestError, match="needs a header row naming the columns .*path"):
+        read_manifest(files / "nopath.csv", label_column="digit")
+    (files / "plain.csv").write_text("a.mp4,3\n")
+    with pytest.raises(ManifestError, match="needs a header row"):
+        read_manifest(files / "plain.csv", label_column="digit")
+    with pytest.raises(ManifestError, match="not a folder"):
+        read_manifest(files, label_column="digit")
+    (files / "wide.txt").write_text("path digit direction\na.mp4 3 left\n")
+    with pytest.raises(ManifestError, match="needs a CSV or TSV"):
+        read_manifest(files / "wide.txt")

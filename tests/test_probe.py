@@ -15,7 +15,7 @@ from PIL import Image
 from tool_module import load_tool
 
 import jepa
-from jepa.data.manifest import ManifestEntry, read_manifest
+from jepa.data.manifest import ManifestEntry, ManifestError, read_manifest
 from jepa.data.synthetic import make_synthetic_dataset
 from jepa.eval import (
     AttentiveClassifier,
@@ -41,7 +41,9 @@ from jepa.models.registry import create_encoder
 REPO = Path(__file__).resolve().parents[1]
 
 
-def separable_set(num_videos: int, num_classes: int, seed: int, views: int = 1, tokens: int = 6, dim: int = 32) -> FeatureSet:
+def separable_set(
+    num_videos: int, num_classes: int, seed: int, views: int = 1, tokens: int = 6, dim: int = 32
+) -> FeatureSet:
     """Each class is a fixed direction added to one random token of every sample, under noise:
     a probe must find the token that carries it (attentive pooling) to classify."""
     g = torch.Generator().manual_seed(seed)
@@ -58,7 +60,9 @@ def separable_set(num_videos: int, num_classes: int, seed: int, views: int = 1, 
 
 def test_probe_learns_separable_task_quickly() -> None:
     train, val = separable_set(96, 4, seed=0), separable_set(48, 4, seed=1)
-    result = train_probe(train, ProbeConfig(depth=1, num_heads=4, epochs=12, batch_size=16, lrs=(3e-3,)), val, device="cpu")
+    result = train_probe(
+        train, ProbeConfig(depth=1, num_heads=4, epochs=12, batch_size=16, lrs=(3e-3,)), val, device="cpu"
+    )
     assert result.metrics["top1"] >= 95.0, result.metrics
     assert result.num_classes == 4 and len(result.heads) == 1
     untrained = train_probe(train, ProbeConfig(depth=1, num_heads=4, epochs=1, lrs=(1e-7,)), val, device="cpu")
@@ -88,11 +92,23 @@ def test_multi_view_averaging_is_mean_of_softmax() -> None:
 def test_concat_joins_windows_of_a_view_in_order() -> None:
     # video 0 has windows 0, 1 for views 0, 1; rows given out of order.
     tokens = torch.arange(8, dtype=torch.float32).reshape(4, 1, 2).repeat(1, 3, 1)
-    fs = FeatureSet(tokens, torch.zeros(4, dtype=torch.long), torch.tensor([1, 0, 1, 0]), torch.tensor([0, 0, 1, 1]), torch.tensor([2]))
+    fs = FeatureSet(
+        tokens,
+        torch.zeros(4, dtype=torch.long),
+        torch.tensor([1, 0, 1, 0]),
+        torch.tensor([0, 0, 1, 1]),
+        torch.tensor([2]),
+    )
     joined, video = fs.samples("concat")
     assert joined.shape == (2, 6, 2) and video.tolist() == [0, 0]
     assert joined[0, :3, 0].tolist() == [2.0] * 3 and joined[0, 3:, 0].tolist() == [0.0] * 3
-    ragged = FeatureSet(tokens[:3], torch.zeros(3, dtype=torch.long), torch.tensor([1, 0, 0]), torch.tensor([0, 0, 1]), torch.tensor([2]))
+    ragged = FeatureSet(
+        tokens[:3],
+        torch.zeros(3, dtype=torch.long),
+        torch.tensor([1, 0, 0]),
+        torch.tensor([0, 0, 1]),
+        torch.tensor([2]),
+    )
     with pytest.raises(ValueError, match="separate"):
         ragged.samples("concat")
     assert ragged.samples("separate")[0].shape == (3, 3, 2)
@@ -105,7 +121,9 @@ def test_topk_accuracy_and_other_metrics() -> None:
     assert acc == {"top1": 50.0, "top2": 75.0, "top5": 100.0}
     assert confusion_matrix(scores, labels).tolist() == [[0, 0, 0], [1, 1, 0], [1, 0, 1]]
     assert chance_accuracy(labels, 3) == 50.0
-    torch.testing.assert_close(average_by_group(scores, torch.tensor([0, 0, 1, 1]), 2), torch.tensor([[0.3, 0.5, 0.2], [0.4, 0.3, 0.3]]))
+    torch.testing.assert_close(
+        average_by_group(scores, torch.tensor([0, 0, 1, 1]), 2), torch.tensor([[0.3, 0.5, 0.2], [0.4, 0.3, 0.3]])
+    )
     with pytest.raises(ValueError, match="labels must lie"):
         topk_accuracy(scores, torch.tensor([0, 1, 2, 3]))
     with pytest.raises(ValueError, match="every group"):
@@ -178,18 +196,30 @@ def test_unlabelled_or_mismatched_sets_are_refused() -> None:
 @pytest.fixture(scope="module")
 def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("videos") / "set"
-    return make_synthetic_dataset(root, num_videos=6, num_frames=8, size=32, fps=8, num_classes=2, num_directions=2, speeds=(1.0,))
+    return make_synthetic_dataset(
+        root, num_videos=6, num_frames=8, size=32, fps=8, num_classes=2, num_directions=2, speeds=(1.0,)
+    )
 
 
 def tiny_encoder() -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_encoder("vit_tiny", img_size=32, num_frames=4, patch_size=16, embed_dim=32, depth=1, num_heads=2).eval()
+    return create_encoder(
+        "vit_tiny", img_size=32, num_frames=4, patch_size=16, embed_dim=32, depth=1, num_heads=2
+    ).eval()
 
 
 def test_on_the_fly_features_equal_embed_tool_output(tmp_path: Path, tiny_videos: Path) -> None:
     entries = read_manifest(tiny_videos)
-    cfg = EmbedConfig(frames_per_clip=4, frame_step=1, num_clips=2, crop_size=32, num_crops=2, outputs=("pooled", "tokens"),
-                      batch_size=3, precision="fp32")
+    cfg = EmbedConfig(
+        frames_per_clip=4,
+        frame_step=1,
+        num_clips=2,
+        crop_size=32,
+        num_crops=2,
+        outputs=("pooled", "tokens"),
+        batch_size=3,
+        precision="fp32",
+    )
     encoder = tiny_encoder()
     live = extract_features(encoder, entries, cfg, device="cpu")
     assert live.tokens.shape == (6 * 2 * 2, 2 * 2 * 2, 32) and live.num_videos == 6
@@ -279,11 +309,15 @@ def test_classify_tool_prints_top_classes_per_video(tmp_path: Path, tiny_videos:
     cfg = EmbedConfig(frames_per_clip=4, frame_step=1, crop_size=32)
     expected = predict_videos(probe, extract_features(encoder, [entries[0]], cfg, device="cpu"))[0]
     top = expected.topk(2)
-    assert rows[0]["top"] == [[["left", "right", "still"][int(i)], round(float(p), 4)] for p, i in zip(top.values, top.indices)]
+    assert rows[0]["top"] == [
+        [["left", "right", "still"][int(i)], round(float(p), 4)] for p, i in zip(top.values, top.indices)
+    ]
     assert rows[0]["top"] == rows[1]["top"], "the same video gives the same answer from a file and a manifest"
 
 
-def test_class_name_labels_number_alike_through_probe_embed_and_classify(tmp_path: Path, tiny_videos: Path, capsys) -> None:
+def test_class_name_labels_number_alike_through_probe_embed_and_classify(
+    tmp_path: Path, tiny_videos: Path, capsys
+) -> None:
     """Class names as labels: the val manifest (one class missing, rows in another order) is
     numbered by the train manifest's names; the probe saves them and classify prints them;
     embedding directories numbered differently are refused with the fix."""
@@ -302,7 +336,9 @@ def test_class_name_labels_number_alike_through_probe_embed_and_classify(tmp_pat
     probe = load_probe(tmp_path / "probe")
     assert probe.config["labels"] == ["cat", "emu", "owl"] and probe.config["num_classes"] == 3
     cfg = EmbedConfig(frames_per_clip=4, frame_step=1, crop_size=32, precision="fp32")
-    val = extract_features(encoder, read_manifest(tmp_path / "val.csv", classes=["cat", "emu", "owl"]), cfg, device="cpu")
+    val = extract_features(
+        encoder, read_manifest(tmp_path / "val.csv", classes=["cat", "emu", "owl"]), cfg, device="cpu"
+    )
     assert val.labels.tolist() == [2, 0]  # owl, cat in the train numbering (val alone would give cat=0, owl=1)
     assert load_tool("classify").main(["--checkpoint", str(tmp_path / "enc"), "--probe", str(tmp_path / "probe"),
                                        "--json", *clip[:6], paths[0]]) == 0  # fmt: skip
@@ -321,3 +357,31 @@ def test_class_name_labels_number_alike_through_probe_embed_and_classify(tmp_pat
                        "--classes", str(tmp_path / "train.csv")]) == 0  # fmt: skip
     assert load_embeddings(tmp_path / "e_val2").labels.tolist() == [2, 0]
     assert tool.main([*on_embeddings, "--val-embeddings", str(tmp_path / "e_val2")]) == 0
+
+
+def test_tools_pick_the_label_column_of_a_header_manifest(tmp_path: Path, tiny_videos: Path, capsys) -> None:
+    """`--label-column` on probe / embed / classify reads a pandas-style manifest with several
+    label columns; a column that is not there is refused with the header named."""
+    export_encoder(tiny_encoder(), tmp_path / "enc")
+    paths = [e.path for e in read_manifest(tiny_videos)]
+    animals, digits = ["owl", "cat", "emu", "cat", "owl", "emu"], [3, 1, 4, 1, 5, 9]
+    rows = "".join(f"{p},{d},{a}\n" for p, d, a in zip(paths, digits, animals))
+    (tmp_path / "m.csv").write_text("path,digit,animal\n" + rows)
+    clip = ["--frames", "4", "--frame-step", "1", "--crop", "32", "--threads", "1", "--precision", "fp32"]
+    probe_args = ["--epochs", "1", "--depth", "0", "--num-heads", "2", "--method", "attentive", *clip]
+    manifests = ["--train-manifest", str(tmp_path / "m.csv"), "--val-manifest", str(tmp_path / "m.csv")]
+    tool = load_tool("probe")
+    assert tool.main(["--checkpoint", str(tmp_path / "enc"), *manifests, "--label-column", "animal",
+                      "--out", str(tmp_path / "probe"), *probe_args]) == 0  # fmt: skip
+    assert "classes (3, numbered in this order): cat, emu, owl" in capsys.readouterr().out
+    with pytest.raises(ManifestError, match=r"no column 'colour' .*\['path', 'digit', 'animal'\]"):
+        tool.main(["--checkpoint", str(tmp_path / "enc"), *manifests, "--label-column", "colour", *probe_args])
+    embed = load_tool("embed")
+    assert embed.main(["--checkpoint", str(tmp_path / "enc"), "--manifest", str(tmp_path / "m.csv"),
+                       "--label-column", "digit", "--out", str(tmp_path / "emb"), "--frames", "4", "--frame-step", "1",
+                       "--crop", "32", "--outputs", "pooled", "--no-progress", "--precision", "fp32"]) == 0  # fmt: skip
+    assert load_embeddings(tmp_path / "emb").labels.tolist() == digits
+    capsys.readouterr()
+    assert load_tool("classify").main(["--checkpoint", str(tmp_path / "enc"), "--probe", str(tmp_path / "probe"),
+                                       *clip[:6], str(tmp_path / "m.csv"), "--label-column", "digit"]) == 0  # fmt: skip
+    assert len(capsys.readouterr().out.strip().splitlines()) == len(paths)

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -74,7 +75,10 @@ def test_cli_tiny_run(tmp_path: Path, cache: Path) -> None:
     run_dir = tmp_path / "run"
     out = subprocess.run(
         [sys.executable, str(REPO / "tools" / "train.py"), *tiny_overrides(run_dir, cache)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     records = read_metrics(run_dir)
@@ -88,7 +92,12 @@ def test_cli_tiny_run(tmp_path: Path, cache: Path) -> None:
     # What the run computes with, printed once at start.
     setup = next(line for line in out.stdout.splitlines() if "setup: 1 process on cpu" in line)
     for part in (
-        "precision no", "attention SDPA", "AdamW fused", "loader workers 0", "decode threads 1 (auto)", "decoder pyav",
+        "precision no",
+        "attention SDPA",
+        "AdamW fused",
+        "loader workers 0",
+        "decode threads 1 (auto)",
+        "decoder pyav",
         "primitive cache 32",
     ):
         assert part in setup, setup
@@ -119,6 +128,23 @@ def test_decode_threads_null_covers_the_cores_the_workers_get(monkeypatch: pytes
         assert compose_cfg([f"data={data}"]).data.decode_threads is None
 
 
+def test_data_label_column_reads_header_manifests(tmp_path: Path) -> None:
+    """`data=manifest` takes a pandas-style manifest with several label columns; data.label_column
+    picks one, and a column the header lacks stops the run before any work, named."""
+    from jepa.data.manifest import ManifestError
+    from jepa.data.synthetic import write_video
+
+    for i in range(2):
+        write_video(tmp_path / f"{i}.mp4", np.zeros((8, 32, 32, 3), np.uint8), 8)
+    (tmp_path / "m.csv").write_text("path,digit,direction\n0.mp4,3,left\n1.mp4,5,up\n")
+    base = ["data=manifest", f"data.datasets=[{{path: {tmp_path / 'm.csv'}, weight: 1.0}}]", "data.num_workers=0"]
+    assert [e.label for e in build.build_dataset(compose_cfg(base)).entries] == [None, None]
+    dataset = build.build_dataset(compose_cfg([*base, "data.label_column=digit"]))
+    assert [e.label for e in dataset.entries] == [3, 5]
+    with pytest.raises(ManifestError, match="no column 'speed'"):
+        build.build_dataset(compose_cfg([*base, "data.label_column=speed"]))
+
+
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path, cache: Path) -> None:
     steps = 8
     ref_dir, kill_dir = tmp_path / "ref", tmp_path / "killed"
@@ -126,8 +152,9 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path, cache: Path)
     ref = subprocess.run([*cmd, *tiny_overrides(ref_dir, cache, steps)], capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-3000:]
 
-    proc = subprocess.Popen([*cmd, *tiny_overrides(kill_dir, cache, steps)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cmd, *tiny_overrides(kill_dir, cache, steps)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -143,8 +170,9 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path, cache: Path)
     killed_at = find_latest(kill_dir)
     assert killed_at is not None and int(killed_at.name.split("_")[1]) < steps, "process finished before the kill"
 
-    resumed = subprocess.run([*cmd, *tiny_overrides(kill_dir, cache, steps)], capture_output=True, text=True,
-                             timeout=300)
+    resumed = subprocess.run(
+        [*cmd, *tiny_overrides(kill_dir, cache, steps)], capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     ref_losses = [r["loss"] for r in read_metrics(ref_dir)]
     got_losses = [r["loss"] for r in read_metrics(kill_dir)]
@@ -176,7 +204,9 @@ def test_nonfinite_loss_stops_without_saving(tmp_path: Path, cache: Path, monkey
 
 
 def test_loss_goes_down_quickly(tmp_path: Path, cache: Path) -> None:
-    cfg = compose_cfg(tiny_overrides(tmp_path / "run", cache, steps=30) + ["trainer.ckpt_every=0", "trainer.tensorboard=false"])
+    cfg = compose_cfg(
+        tiny_overrides(tmp_path / "run", cache, steps=30) + ["trainer.ckpt_every=0", "trainer.tensorboard=false"]
+    )
     summary = train(cfg)
     losses = [r["loss"] for r in read_metrics(tmp_path / "run")]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5, losses

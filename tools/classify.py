@@ -21,15 +21,15 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jepa.data.manifest import VIDEO_EXTENSIONS, ManifestEntry, is_image_path, read_manifest  # noqa: E402
-from jepa.eval.clip_args import add_clip_arguments, clip_config  # noqa: E402
+from jepa.eval.clip_args import add_clip_arguments, add_label_column_argument, clip_config  # noqa: E402
 from jepa.eval.features import extract_features  # noqa: E402
 from jepa.eval.probe import load_probe, predict_videos  # noqa: E402
 from jepa.export.load import load_encoder  # noqa: E402
@@ -44,13 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-num-heads", type=int, default=16, help="official .pt probe: its attention heads")
     p.add_argument("--which", choices=("target_encoder", "encoder"), default="target_encoder")
     add_clip_arguments(p, crop=256)
+    add_label_column_argument(p)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--device", default=None, help="default: cuda if available")
     p.add_argument("--json", action="store_true", help="JSON lines: {path, top: [[label, p], ...]}")
     return p
 
 
-def gather_entries(inputs: Sequence[str]) -> list[ManifestEntry]:
+def gather_entries(inputs: Sequence[str], label_column: str | None = None) -> list[ManifestEntry]:
     """Entries for files given directly; folders and manifests through `read_manifest`."""
     entries: list[ManifestEntry] = []
     for item in inputs:
@@ -58,11 +59,11 @@ def gather_entries(inputs: Sequence[str]) -> list[ManifestEntry]:
         if path.is_file() and (is_image_path(item) or path.suffix.lower() in VIDEO_EXTENSIONS):
             entries.append(ManifestEntry(str(path), None))
         else:
-            entries.extend(read_manifest(path))
+            entries.extend(read_manifest(path, label_column=label_column))
     return entries
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -71,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if probe.config["dim"] != encoder.embed_dim:
         raise SystemExit(f"the probe reads {probe.config['dim']}-wide tokens; the encoder makes {encoder.embed_dim}")
     cfg = clip_config(args, args.batch_size)
-    features = extract_features(encoder, gather_entries(args.inputs), cfg, device=device)
+    features = extract_features(encoder, gather_entries(args.inputs, args.label_column), cfg, device=device)
     probs = predict_videos(probe, features, device=device)
     labels = probe.config.get("labels") or [str(i) for i in range(probe.config["num_classes"])]
     k = min(args.top_k, len(labels))

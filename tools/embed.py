@@ -21,9 +21,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from jepa.data.manifest import manifest_classes, read_manifest
+from jepa.eval.clip_args import add_label_column_argument
 from jepa.export.embed import FORMATS, OUTPUTS, EmbedConfig, extract_embeddings
 from jepa.export.load import load_encoder
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--manifest", required=True, help="CSV/TSV/space-separated manifest or a folder of videos")
     p.add_argument("--out", required=True, help="output directory")
+    add_label_column_argument(p)
     p.add_argument(
         "--classes", default=None,
         help="manifest or folder whose class names number class-name labels (give the train set's when "
@@ -55,17 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops", type=int, default=1, help="spatial crops per window")
     p.add_argument("--outputs", nargs="+", choices=OUTPUTS, default=["pooled"])
     p.add_argument(
-        "--layers", type=int, nargs="+", default=None,
+        "--layers",
+        type=int,
+        nargs="+",
+        default=None,
         help="blocks (1..depth) whose normed outputs are concatenated per token (default: the last)",
     )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--videos-per-shard", type=int, default=256)
     p.add_argument("--format", choices=FORMATS, default="safetensors")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 where the device has native bf16 matmuls (GPU, AVX-512-BF16 or AMX CPU)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto: bf16 where the device has native bf16 matmuls (GPU, AVX-512-BF16 or AMX CPU)",
+    )
     p.add_argument("--save-dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--device", default=None, help="default: cuda if available")
     p.add_argument(
-        "--workers", type=int, default=None,
+        "--workers",
+        type=int,
+        default=None,
         help="decoding worker processes (default: none on CPU, one per core but one on CUDA)",
     )
     p.add_argument("--backend", choices=("auto", "pyav", "decord"), default="auto")
@@ -74,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     fps = args.fps if args.fps is not None else (None if args.frame_step is not None else 4.0)
@@ -87,8 +99,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         num_workers=args.workers, layers=tuple(args.layers) if args.layers else None,
     )  # fmt: skip
     encoder = load_encoder(args.checkpoint, which=args.which)
-    classes = manifest_classes(args.classes or args.manifest)
-    entries = read_manifest(args.manifest, kind="video", classes=classes)
+    classes = manifest_classes(args.classes or args.manifest, label_column=args.label_column)
+    entries = read_manifest(args.manifest, kind="video", classes=classes, label_column=args.label_column)
     summary = extract_embeddings(
         encoder, entries, args.out, cfg, device=args.device, progress=not args.no_progress,
         overwrite=args.overwrite, source=str(args.checkpoint), classes=classes,

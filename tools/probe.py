@@ -33,16 +33,17 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jepa.data.manifest import describe_classes, manifest_classes, read_manifest  # noqa: E402
-from jepa.eval.clip_args import add_clip_arguments, clip_config  # noqa: E402
+from jepa.eval.clip_args import add_clip_arguments, add_label_column_argument, clip_config  # noqa: E402
 from jepa.eval.features import (  # noqa: E402
     COMBINE_MODES,
     FeatureSet,
@@ -71,8 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--train-manifest")
     src.add_argument("--val-manifest")
     add_clip_arguments(src, crop=224, batch_flag="--feature-batch", batch=16)
+    add_label_column_argument(src)
     src.add_argument(
-        "--layers", type=int, nargs="+", default=None,
+        "--layers",
+        type=int,
+        nargs="+",
+        default=None,
         help="blocks (1..depth) whose normed outputs are concatenated per token (default: the last)",
     )
     emb = p.add_argument_group("features from tools/embed.py")
@@ -88,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=32)
     pr.add_argument("--lr", type=float, nargs="+", default=[1e-3])
     pr.add_argument("--wd", type=float, nargs="+", default=[0.01])
-    pr.add_argument("--combine", choices=COMBINE_MODES, default="concat", help="clips of a view: concat tokens or separate samples")
+    pr.add_argument(
+        "--combine", choices=COMBINE_MODES, default="concat", help="clips of a view: concat tokens or separate samples"
+    )
     pr.add_argument("--num-classes", type=int, default=None, help="default: largest label + 1")
     pr.add_argument("--knn-k", type=int, default=20)
     pr.add_argument("--knn-temperature", type=float, default=0.07)
@@ -104,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_sets(
-    args: argparse.Namespace, device: torch.device, classes: Optional[list[str]] = None
-) -> tuple[FeatureSet, FeatureSet, dict[str, Any], Optional[list[str]]]:
+    args: argparse.Namespace, device: torch.device, classes: list[str] | None = None
+) -> tuple[FeatureSet, FeatureSet, dict[str, Any], list[str] | None]:
     """(train, val, provenance, class names) from embeddings or from an encoder and manifests.
 
     Class-name labels (and class folders) are numbered alike in both sets: by `classes` (a
@@ -124,7 +131,11 @@ def load_sets(
                 "the label numbering differs: " + "; ".join(f"{k}: {(v or 'integer labels')}"[:200] for k, v in named.items())
                 + ". Re-embed the val set with tools/embed.py --classes TRAIN_MANIFEST"
             )  # fmt: skip
-        source = {"train_embeddings": args.train_embeddings, "val_embeddings": args.val_embeddings, "output": args.output}
+        source = {
+            "train_embeddings": args.train_embeddings,
+            "val_embeddings": args.val_embeddings,
+            "output": args.output,
+        }
         train = load_embeddings(args.train_embeddings, args.output) if args.train_embeddings else None
         val = load_embeddings(args.val_embeddings, args.output)
         return train, val, source, next(iter(named.values()), None)  # type: ignore[return-value]
@@ -136,10 +147,13 @@ def load_sets(
     cfg = clip_config(args, args.feature_batch, layers=tuple(args.layers) if args.layers else None)
     encoder = load_encoder(args.checkpoint, which=args.which)
     manifests = (args.train_manifest, args.val_manifest)
-    own = manifest_classes(args.train_manifest or args.val_manifest)
+    own = manifest_classes(args.train_manifest or args.val_manifest, label_column=args.label_column)
     classes = None if own is None else (classes or own)
     sets = [
-        extract_features(encoder, read_manifest(m, classes=classes), cfg, device=device) if m else None for m in manifests
+        extract_features(encoder, read_manifest(m, classes=classes, label_column=args.label_column), cfg, device=device)
+        if m
+        else None
+        for m in manifests
     ]
     source = {"checkpoint": args.checkpoint, "which": args.which, "features": asdict(cfg)}
     return sets[0], sets[1], source, classes  # type: ignore[return-value]
@@ -157,7 +171,7 @@ def evaluate_saved(args: argparse.Namespace, probe: AttentiveClassifier, val_set
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -181,7 +195,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             batch_size=args.batch_size, lrs=tuple(args.lr), weight_decays=tuple(args.wd), combine=args.combine,
             seed=args.seed,
         )  # fmt: skip
-        result = train_probe(train_set, cfg, val_set, args.num_classes or (len(classes) if classes else None), device, classes)
+        result = train_probe(
+            train_set, cfg, val_set, args.num_classes or (len(classes) if classes else None), device, classes
+        )
         for head in result.heads:
             print(f"head lr {head.lr:g} wd {head.weight_decay:g}: train loss {head.train_loss:.4f}, "
                   + ", ".join(f"{k} {v:.2f}" for k, v in head.metrics.items()))  # fmt: skip

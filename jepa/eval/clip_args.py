@@ -7,11 +7,11 @@ the same `EmbedConfig` from them, so a probe is applied to clips made as it was 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Union
+from typing import Any
 
 from jepa.export.embed import EmbedConfig
 
-Parser = Union[argparse.ArgumentParser, argparse._ArgumentGroup]
+Parser = argparse.ArgumentParser | argparse._ArgumentGroup
 
 
 def add_clip_arguments(parser: Parser, crop: int, batch_flag: str = "--batch-size", batch: int = 8) -> None:
@@ -33,6 +33,15 @@ def add_clip_arguments(parser: Parser, crop: int, batch_flag: str = "--batch-siz
     parser.add_argument(
         "--workers", type=int, default=None,
         help="decoding worker processes (default: none on CPU, one per core but one on CUDA)",
+    )  # fmt: skip
+
+
+def add_label_column_argument(parser: Parser) -> None:
+    """--label-column: which column of a manifest with a header row is the label."""
+    parser.add_argument(
+        "--label-column", default=None,
+        help="label column of manifests with a header row (path,digit,direction); default: a column "
+        "named label, else the only other column",
     )  # fmt: skip
 
 

@@ -145,17 +145,24 @@ def token_grid(cfg: Any) -> tuple[int, int, int]:
     return (d.frames_per_clip // m.tubelet_size, d.crop_size // m.patch_size, d.crop_size // m.patch_size)
 
 
-def dataset_sources(cfg: Any) -> list[tuple[Path, float, str]]:
-    """(manifest path, weight, kind) for every configured source; the synthetic set is made on first use."""
+def dataset_sources(cfg: Any) -> list[tuple[Path, float, str, str | None]]:
+    """(manifest path, weight, kind, label column) for every configured source; the synthetic
+    set is made on first use."""
     d = cfg.data
-    sources = [(Path(s.path), float(s.weight), s.kind) for s in d.datasets]
+    sources = [(Path(s.path), float(s.weight), s.kind, d.label_column) for s in d.datasets]
     if d.synthetic.enabled:
         s = d.synthetic
         manifest = ensure_synthetic_dataset(
-            s.cache_dir, num_videos=s.num_videos, num_frames=s.num_frames, size=s.size, fps=s.fps, seed=s.seed,
-            distractors=s.distractors, pan=s.pan,
+            s.cache_dir,
+            num_videos=s.num_videos,
+            num_frames=s.num_frames,
+            size=s.size,
+            fps=s.fps,
+            seed=s.seed,
+            distractors=s.distractors,
+            pan=s.pan,
         )
-        sources.append((Path(manifest), 1.0, "video"))
+        sources.append((Path(manifest), 1.0, "video", None))
     if not sources:
         raise ValueError("no data: set data.datasets (manifests) or data.synthetic.enabled=true")
     return sources
@@ -182,7 +189,7 @@ def build_dataset(cfg: Any) -> torch.utils.data.Dataset:
     if d.stream_shards and (len(sources) != 1 or sources[0][2] != "shards"):
         raise ValueError(
             "data.stream_shards needs exactly one source of kind 'shards' (join several shard globs "
-            f"with commas in its path); got kinds {[k for _, _, k in sources]}"
+            f"with commas in its path); got kinds {[k for _, _, k, _ in sources]}"
         )
     # The outermost dataset spreads a batch over threads; a mix's parts load items one by one.
     threads = loader_threads(d.decode_threads, loader_workers(d.num_workers))
@@ -191,13 +198,18 @@ def build_dataset(cfg: Any) -> torch.utils.data.Dataset:
         ShardDataset(str(path), sampler, transform, backend=d.backend, seed=cfg.seed, decode_threads=inner)
         if kind == "shards"
         else VideoDataset(
-            read_manifest(path, kind=kind), sampler, transform, backend=d.backend, seed=cfg.seed, decode_threads=inner
+            read_manifest(path, kind=kind, label_column=label_column),
+            sampler,
+            transform,
+            backend=d.backend,
+            seed=cfg.seed,
+            decode_threads=inner,
         )
-        for path, _, kind in sources
+        for path, _, kind, label_column in sources
     ]
     if len(datasets) == 1:
         return datasets[0]
-    return MixedDataset(datasets, [w for _, w, _ in sources], seed=cfg.seed, decode_threads=threads)
+    return MixedDataset(datasets, [w for _, w, _, _ in sources], seed=cfg.seed, decode_threads=threads)
 
 
 def loader_workers(num_workers: int | None) -> int:

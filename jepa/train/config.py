@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
@@ -38,7 +38,7 @@ class ModelConfig:
     per_config_mask_tokens: bool = False
     # V-JEPA 2.1's deep self-supervision: encoder blocks (ending at the last) whose outputs the
     # predictor takes, concatenated, and predicts from the teacher; [] = the last block only.
-    pred_levels: List[int] = field(default_factory=list)
+    pred_levels: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -53,7 +53,7 @@ class DatasetConfig:
 @dataclass
 class SyntheticConfig:
     enabled: bool = False
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     num_videos: int = 64
     num_frames: int = 32
     size: int = 64
@@ -67,23 +67,27 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    datasets: List[DatasetConfig] = field(default_factory=list)
+    datasets: list[DatasetConfig] = field(default_factory=list)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     batch_size: int = 8
     frames_per_clip: int = 16
-    fps: Optional[float] = None
-    frame_step: Optional[int] = 2
-    duration: Optional[float] = None
+    fps: float | None = None
+    frame_step: int | None = 2
+    duration: float | None = None
     crop_size: int = 64
-    crop_scale: List[float] = field(default_factory=lambda: [0.3, 1.0])
-    crop_aspect: List[float] = field(default_factory=lambda: [0.75, 1.35])
+    crop_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])
+    crop_aspect: list[float] = field(default_factory=lambda: [0.75, 1.35])
     hflip: bool = True
     backend: str = "auto"
+    # The label column of manifests with a header row (`path,digit,direction`); None: a column
+    # named `label`, else the only other one, else none. Pretraining reads no label; set it to
+    # check the column exists, as the probes will need it.
+    label_column: str | None = None
     # None: one per core this process may use, minus one for the training loop (at most 16).
-    num_workers: Optional[int] = 0
+    num_workers: int | None = 0
     # Threads per loader worker, each loading whole clips of a batch (FFmpeg decodes without
     # the GIL). None: workers x threads covers the cores left for loading (jepa.data.loader).
-    decode_threads: Optional[int] = None
+    decode_threads: int | None = None
     short_video: str = "pad"
     # Read tar shards front to back, dealt to (rank, worker) slots (webdataset-style), instead
     # of by random access. Needs one source of kind "shards"; resumes exactly only with the
@@ -93,12 +97,12 @@ class DataConfig:
 
 @dataclass
 class MaskBlockConfig:
-    spatial_scale: List[float] = field(default_factory=lambda: [0.15, 0.15])
-    temporal_scale: List[float] = field(default_factory=lambda: [1.0, 1.0])
-    aspect_ratio: List[float] = field(default_factory=lambda: [0.75, 1.5])
+    spatial_scale: list[float] = field(default_factory=lambda: [0.15, 0.15])
+    temporal_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    aspect_ratio: list[float] = field(default_factory=lambda: [0.75, 1.5])
     num_blocks: int = 8
     max_temporal_keep: float = 1.0
-    max_keep: Optional[int] = None
+    max_keep: int | None = None
     min_keep: int = 1
     # True: the target is every token outside the context, so the batch-length cut drops none
     # (jepa.masks.multiblock.MaskConfig).
@@ -110,7 +114,7 @@ class MaskBlockConfig:
 
 @dataclass
 class MaskConfig:
-    configs: List[MaskBlockConfig] = field(default_factory=list)
+    configs: list[MaskBlockConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -122,10 +126,10 @@ class OptimConfig:
     decay: str = "cosine"
     weight_decay: float = 0.04
     final_weight_decay: float = 0.04
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
-    ema: List[float] = field(default_factory=lambda: [0.99925, 0.99925])
-    clip_grad: Optional[float] = None
+    ema: list[float] = field(default_factory=lambda: [0.99925, 0.99925])
+    clip_grad: float | None = None
     loss_exp: float = 1.0
     # Weights of the variance / covariance terms on the context tokens (jepa.train.step.
     # variance_covariance); 0 = the released recipe.
@@ -163,10 +167,10 @@ class TrainerConfig:
     # Start from another run's weights (a run dir or checkpoint dir) with a fresh optimizer and
     # step 0: the cooldown / progressive-resolution phase. Ignored when this run has its own
     # checkpoint to resume from.
-    init_from: Optional[str] = None
+    init_from: str | None = None
     progress: bool = True
     tensorboard: bool = True
-    threads: Optional[int] = None
+    threads: int | None = None
     # Warn when the across-batch feature std (`feat_std` in metrics.jsonl) drops below this:
     # the encoder is mapping different clips to nearly the same vector (collapse).
     collapse_threshold: float = 0.01
@@ -187,12 +191,12 @@ class LaunchConfig:
     # One process per GPU (on CPU with the local launcher: the number of processes).
     gpus_per_node: int = 8
     cpus_per_task: int = 10
-    mem_gb: Optional[int] = None
+    mem_gb: int | None = None
     timeout_min: int = 4320
-    partition: Optional[str] = None
-    account: Optional[str] = None
-    qos: Optional[str] = None
-    constraint: Optional[str] = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
     # Times SLURM may requeue the job at its time limit; each restart resumes from `latest`.
     max_requeue: int = 0
 
@@ -229,7 +233,7 @@ def _unknown_keys(node: Any, schema: Any, prefix: str) -> list[str]:
                 bad += _unknown_keys(v, hints[k], f"{prefix}{k}.")
         return bad
     origin, args = typing.get_origin(schema), typing.get_args(schema)
-    if origin in (list, List) and args and isinstance(node, list):
+    if origin in (list, list) and args and isinstance(node, list):
         return [b for i, item in enumerate(node) for b in _unknown_keys(item, args[0], f"{prefix}{i}.")]
     if origin is typing.Union:
         return [b for a in args if dataclasses.is_dataclass(a) for b in _unknown_keys(node, a, prefix)]
