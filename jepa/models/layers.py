@@ -8,10 +8,12 @@ released V-JEPA checkpoints everywhere and an attention change is made in one pl
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -52,7 +54,7 @@ class Mlp(nn.Module):
         self,
         in_features: int,
         hidden_features: int,
-        out_features: Optional[int] = None,
+        out_features: int | None = None,
         act: Callable[[], nn.Module] = nn.GELU,
     ) -> None:
         super().__init__()
@@ -77,13 +79,13 @@ class _GeluLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, h: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    def forward(ctx: Any, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(h, weight)
         ctx.has_bias = bias is not None
         return F.linear(F.gelu(h), weight, bias)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Optional[Tensor], ...]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         h, weight = ctx.saved_tensors
         # Under autocast the forward ran fc2 in the low precision dtype; backward follows suit.
         act = F.gelu(h).to(grad.dtype)
@@ -95,7 +97,7 @@ class _GeluLinear(torch.autograd.Function):
         return grad_h, grad_weight, grad_bias
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+def attend(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None) -> Tensor:
     """Scaled dot-product attention of (B, H, N, d) tensors by the fastest kernel for them:
     bf16 GEMMs on CPU (jepa.models.cpu_attention), PyTorch's SDPA everywhere else."""
     if use_cpu_attention(q.device, q.dtype):
@@ -114,7 +116,7 @@ def _split_heads(dim: int, num_heads: int) -> int:
 class Attention(nn.Module):
     """Multi-head self-attention (`attend`), with optional 3D RoPE on queries and keys."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, rope: Optional[RoPE3D] = None) -> None:
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, rope: RoPE3D | None = None) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = _split_heads(dim, num_heads)
@@ -130,9 +132,9 @@ class Attention(nn.Module):
     def forward(
         self,
         x: Tensor,
-        pos: Optional[Tensor] = None,
-        attn_mask: Optional[Tensor] = None,
-        axis_mask: Optional[Tensor] = None,
+        pos: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        axis_mask: Tensor | None = None,
     ) -> Tensor:
         """x (B, N, C); pos (N, 3) or (B, N, 3) token positions, required with RoPE;
         attn_mask: bool (True = attend) or additive float, broadcastable to (B, H, N, N)."""
@@ -161,7 +163,7 @@ class Block(nn.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         drop_path: float = 0.0,
-        rope_layout: Optional[str] = None,
+        rope_layout: str | None = None,
         norm_eps: float = NORM_EPS,
     ) -> None:
         super().__init__()
@@ -177,9 +179,9 @@ class Block(nn.Module):
     def forward(
         self,
         x: Tensor,
-        pos: Optional[Tensor] = None,
-        attn_mask: Optional[Tensor] = None,
-        axis_mask: Optional[Tensor] = None,
+        pos: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        axis_mask: Tensor | None = None,
     ) -> Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), pos=pos, attn_mask=attn_mask, axis_mask=axis_mask))
         return x + self.drop_path(self.mlp(self.norm2(x)))
@@ -195,7 +197,7 @@ class CrossAttention(nn.Module):
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
 
-    def forward(self, q: Tensor, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, q: Tensor, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
         b, nq, c = q.shape
         q = self.q(q).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
         k, v = self.kv(x).unflatten(-1, (2, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
@@ -215,7 +217,7 @@ class CrossBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, q: Tensor, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, q: Tensor, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
         q = q + self.xattn(q, self.norm1(x), attn_mask=attn_mask)
         return q + self.mlp(self.norm2(q))
 
@@ -234,7 +236,7 @@ class PatchEmbed3D(nn.Module):
         super().__init__()
         kernel = (tubelet_size, patch_size, patch_size)
         self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=kernel, stride=kernel)
-        self.matmul: Optional[bool] = None
+        self.matmul: bool | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> (B, T' * H' * W', D)."""
@@ -243,11 +245,10 @@ class PatchEmbed3D(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
     def _forward_matmul(self, x: Tensor) -> Tensor:
-        b, c, t, h, w = x.shape
+        t, h, w = x.shape[2:]
         kt, kh, kw = self.proj.kernel_size
-        gt, gh, gw = t // kt, h // kh, w // kw  # as the convolution: a partial tubelet is dropped
-        x = x[:, :, : gt * kt, : gh * kh, : gw * kw].reshape(b, c, gt, kt, gh, kh, gw, kw)
-        x = x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, gt * gh * gw, c * kt * kh * kw)
+        x = x[:, :, : t - t % kt, : h - h % kh, : w - w % kw]  # as the convolution: partial tubelets drop
+        x = rearrange(x, "b c (t kt) (h kh) (w kw) -> b (t h w) (c kt kh kw)", kt=kt, kh=kh, kw=kw)
         return F.linear(x, self.proj.weight.flatten(1), self.proj.bias)
 
 
@@ -266,7 +267,7 @@ def separate_inductor_cache_per_capability() -> None:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(default_cache_dir(), f"capability_{capability}")
 
 
-def compile_blocks(model: nn.Module, mode: Optional[str] = None) -> int:
+def compile_blocks(model: nn.Module, mode: str | None = None) -> int:
     """torch.compile every transformer block of `model` in place; returns how many.
 
     Blocks rather than whole models: the token counts change with every mask draw, and a block

@@ -10,9 +10,11 @@ targets (each channel of a tubelet to zero mean, unit std) is VideoMAE's `norm_p
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from jepa.models.init import init_weights_
@@ -27,12 +29,14 @@ def patchify(clips: Tensor, patch_size: int, tubelet_size: int) -> Tensor:
     b, c, t, h, w = clips.shape
     if t % tubelet_size or h % patch_size or w % patch_size:
         raise ValueError(f"clip {t}x{h}x{w} does not tile into tubelets {tubelet_size}x{patch_size}x{patch_size}")
-    x = clips.reshape(b, c, t // tubelet_size, tubelet_size, h // patch_size, patch_size, w // patch_size, patch_size)
-    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)
-    return x.reshape(b, -1, tubelet_size * patch_size * patch_size, c)
+    return rearrange(
+        clips, "b c (t kt) (h ph) (w pw) -> b (t h w) (kt ph pw) c", kt=tubelet_size, ph=patch_size, pw=patch_size
+    )
 
 
-def pixel_targets(clips: Tensor, patch_size: int, tubelet_size: int, normalize: bool = True, eps: float = 1e-6) -> Tensor:
+def pixel_targets(
+    clips: Tensor, patch_size: int, tubelet_size: int, normalize: bool = True, eps: float = 1e-6
+) -> Tensor:
     """(B, N, tubelet * patch * patch * C) regression targets; per-tubelet, per-channel normalised if asked."""
     x = patchify(clips.float(), patch_size, tubelet_size)
     if normalize:
@@ -85,7 +89,7 @@ class PixelMAE(nn.Module):
         clips: Tensor,
         masks_ctx: Sequence[Tensor],
         masks_tgt: Sequence[Tensor],
-        targets: Optional[Tensor] = None,
+        targets: Tensor | None = None,
         first_config: int = 0,
         num_configs: int = 0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -96,7 +100,14 @@ class PixelMAE(nn.Module):
         """
         pixels = self.targets(clips) if targets is None else targets
         loss, first, _ = masked_prediction_loss(
-            self.encoder, self.predictor, clips, masks_ctx, masks_tgt, pixels, self.loss_exp, self.per_config_mask_tokens,
+            self.encoder,
+            self.predictor,
+            clips,
+            masks_ctx,
+            masks_tgt,
+            pixels,
+            self.loss_exp,
+            self.per_config_mask_tokens,
             first_config,
         )
         return loss, {"feat_std": feature_std(first.detach())}
