@@ -13,12 +13,12 @@ under `torch.hub.get_dir()`)::
 Loading is strict (any mismatch raises with the full list) and never unpickles code.
 """
 
-from typing import Any, Optional
+from typing import Any
 
 dependencies = ["torch", "safetensors", "timm", "omegaconf"]
 
 
-def _sized(name: str, pretrained: Optional[str], kwargs: dict[str, Any]) -> Any:
+def _sized(name: str, pretrained: str | None, kwargs: dict[str, Any]) -> Any:
     from jepa.export.load import load_encoder
     from jepa.models.registry import VIT_SIZES, create_encoder
 
@@ -56,36 +56,36 @@ def probe(checkpoint: str, head: int = 0, num_heads: int = 16) -> Any:
     return load_probe(path, head=head, num_heads=num_heads)
 
 
-def vit_tiny(pretrained: Optional[str] = None, **kwargs: Any) -> Any:
+def vit_tiny(pretrained: str | None = None, **kwargs: Any) -> Any:
     """ViT-tiny/16 (192 wide, 12 deep)."""
     return _sized("vit_tiny", pretrained, kwargs)
 
 
-def vit_small(pretrained: Optional[str] = None, **kwargs: Any) -> Any:
+def vit_small(pretrained: str | None = None, **kwargs: Any) -> Any:
     """ViT-small/16 (384 wide, 12 deep)."""
     return _sized("vit_small", pretrained, kwargs)
 
 
-def vit_base(pretrained: Optional[str] = None, **kwargs: Any) -> Any:
+def vit_base(pretrained: str | None = None, **kwargs: Any) -> Any:
     """ViT-base/16 (768 wide, 12 deep)."""
     return _sized("vit_base", pretrained, kwargs)
 
 
-def vit_large(pretrained: Optional[str] = None, **kwargs: Any) -> Any:
+def vit_large(pretrained: str | None = None, **kwargs: Any) -> Any:
     """ViT-large/16 (1024 wide, 24 deep), the V-JEPA 2 ViT-L."""
     return _sized("vit_large", pretrained, kwargs)
 
 
-def vit_huge(pretrained: Optional[str] = None, **kwargs: Any) -> Any:
+def vit_huge(pretrained: str | None = None, **kwargs: Any) -> Any:
     """ViT-huge/16 (1280 wide, 32 deep)."""
     return _sized("vit_huge", pretrained, kwargs)
 
 
-def vit_giant(pretrained: Optional[str] = None, **kwargs: Any) -> Any:
+def vit_giant(pretrained: str | None = None, **kwargs: Any) -> Any:
     """ViT-giant/16 (1408 wide, 40 deep)."""
     return _sized("vit_giant", pretrained, kwargs)
 
 
-def vit_gigantic(pretrained: Optional[str] = None, **kwargs: Any) -> Any:
+def vit_gigantic(pretrained: str | None = None, **kwargs: Any) -> Any:
     """ViT-gigantic/16 (1664 wide, 48 deep)."""
     return _sized("vit_gigantic", pretrained, kwargs)

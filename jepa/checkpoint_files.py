@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file as _load_safetensors
 from torch import Tensor
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 
 
 class CheckpointMismatchError(ValueError):

@@ -1,4 +1,5 @@
 """Shared pytest setup: keep tests on few threads so the suite fits a 2-core CI machine."""
+
 import os
 
 import pytest

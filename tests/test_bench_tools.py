@@ -21,23 +21,57 @@ def run_tool(*args: str) -> str:
 
 @pytest.mark.parametrize("extra", [[], ["--dtype", "bf16"], ["--dtype", "bf16", "--cpu-attention", "off"]])
 def test_bench_step_prints_its_figures(extra: list[str]) -> None:
-    tiny = ["--model", "vit_tiny", "--img", "32", "--frames", "4", "--batch", "2", "--pred-depth", "1",
-            "--pred-dim", "48", "--pred-heads", "2", "--steps", "1", "--threads", "1"]
+    tiny = [
+        "--model",
+        "vit_tiny",
+        "--img",
+        "32",
+        "--frames",
+        "4",
+        "--batch",
+        "2",
+        "--pred-depth",
+        "1",
+        "--pred-dim",
+        "48",
+        "--pred-heads",
+        "2",
+        "--steps",
+        "1",
+        "--threads",
+        "1",
+    ]
     out = run_tool("tools/bench_step.py", *tiny, *extra)
     for line in ("clips/s:", "ms per phase: target_fwd", "peak memory:", "model FLOPs per step:"):
         assert line in out, out
 
 
 def test_bench_attention_prints_both_kernels() -> None:
-    out = run_tool("tools/bench_attention.py", "--shapes", "context", "--groups", "18", "20", "--iters", "1", "--threads", "1")
+    out = run_tool(
+        "tools/bench_attention.py", "--shapes", "context", "--groups", "18", "20", "--iters", "1", "--threads", "1"
+    )
     rows = [line.split() for line in out.splitlines() if line.startswith("context")]
     assert [r[-3] for r in rows] == ["sdpa", "2^18", "2^20"], out
     assert all(float(r[-2]) > 0 and float(r[-1]) > 0 for r in rows)
 
 
 def test_bench_data_prints_a_row_per_thread_count(tmp_path: Path) -> None:
-    out = run_tool("tools/bench_data.py", "--files", "1", "--clips", "4", "--warmup", "1", "--threads", "1", "2",
-                   "--backends", "pyav", "--workdir", str(tmp_path))
+    out = run_tool(
+        "tools/bench_data.py",
+        "--files",
+        "1",
+        "--clips",
+        "4",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "2",
+        "--backends",
+        "pyav",
+        "--workdir",
+        str(tmp_path),
+    )
     rows = [line for line in out.splitlines() if "clips/s (wall)" in line]
     assert [r.split(":")[0].strip() for r in rows] == ["pyav, 1 decode thread", "pyav, 2 decode threads"], out
     assert "floor:" in out and "torch " in out and "machine:" in out
@@ -62,9 +96,29 @@ def test_bench_learning_writes_its_table(tmp_path: Path) -> None:
     out = tmp_path / "bench.md"
     out.write_text("# Benchmarks\n\nkept above\n")
     run_tool(
-        "tools/bench_learning.py", "--precision", "no", "--steps", "3", "--videos", "32", "--pretrain-videos", "0",
-        "--probe-epochs", "2", "--probe-seeds", "1", "--threads", "1", "--work", str(tmp_path / "work"),
-        "--out", str(out), "--set", "data.batch_size=2", "--set", "trainer.ckpt_every=3",
+        "tools/bench_learning.py",
+        "--precision",
+        "no",
+        "--steps",
+        "3",
+        "--videos",
+        "32",
+        "--pretrain-videos",
+        "0",
+        "--probe-epochs",
+        "2",
+        "--probe-seeds",
+        "1",
+        "--threads",
+        "1",
+        "--work",
+        str(tmp_path / "work"),
+        "--out",
+        str(out),
+        "--set",
+        "data.batch_size=2",
+        "--set",
+        "trainer.ckpt_every=3",
     )
     text = out.read_text()
     assert text.startswith("# Benchmarks\n\nkept above\n"), text[:200]

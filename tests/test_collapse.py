@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import PLAIN_LOSS, compose_cfg, tiny_overrides
 
 from jepa.masks.multiblock import MaskSampler
 from jepa.models.rope import index_to_position
@@ -16,13 +17,14 @@ from jepa.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from jepa.train.logging import read_metrics
 from jepa.train.loop import train
 from jepa.train.step import JEPA, CollapseMonitor, feature_std, variance_covariance
-from test_train import PLAIN_LOSS, compose_cfg, tiny_overrides
 
 
 def tiny(run_dir: Path, cache: Path, steps: int) -> list[str]:
     """test_train's tiny run at batch 4 (a batch spread wants more than two clips), no checkpoints."""
     return [
-        *tiny_overrides(run_dir, cache, steps), "data.batch_size=4", "trainer.ckpt_every=0",
+        *tiny_overrides(run_dir, cache, steps),
+        "data.batch_size=4",
+        "trainer.ckpt_every=0",
         "trainer.tensorboard=false",
     ]
 
@@ -96,7 +98,9 @@ def test_variance_covariance_terms_penalise_alike_tokens_not_diverse_ones() -> N
     scaled_var, _ = variance_covariance(100 * diverse[:1, :1] + 0.01 * diverse)
     assert scaled_var > 0.5  # scaling up a nearly constant token does not satisfy the hinge
     direction = torch.randn(16)
-    correlated = torch.randn(8, 64, 1) * (direction - direction.mean()) + 0.1 * diverse  # one factor drives all channels
+    correlated = (
+        torch.randn(8, 64, 1) * (direction - direction.mean()) + 0.1 * diverse
+    )  # one factor drives all channels
     assert variance_covariance(correlated)[1] > 10 * cov
 
 

@@ -56,7 +56,9 @@ def test_cooldown_run_from_pretraining_checkpoint(
 ) -> None:
     source, cache = pretrained
     run = tmp_path / "cooldown"
-    overrides = tiny_overrides(run, cache, steps=3) + COOLDOWN + [f"trainer.init_from={source}", "trainer.tensorboard=false"]
+    overrides = (
+        tiny_overrides(run, cache, steps=3) + COOLDOWN + [f"trainer.init_from={source}", "trainer.tensorboard=false"]
+    )
     with caplog.at_level("INFO", logger="jepa.train.loop"):
         summary = train(compose_cfg(overrides))
     assert f"initialised from {source}" in caplog.text
@@ -92,8 +94,9 @@ def test_rope_weights_carry_over_unchanged(pretrained: tuple[Path, Path]) -> Non
 
 def sincos_encoder(shape: tuple[int, int], depth: int = 2) -> VisionTransformer:
     frames, size = shape
-    return VisionTransformer(img_size=size, patch_size=8, num_frames=frames, embed_dim=48, depth=depth, num_heads=3,
-                             pos_embed="sincos")
+    return VisionTransformer(
+        img_size=size, patch_size=8, num_frames=frames, embed_dim=48, depth=depth, num_heads=3, pos_embed="sincos"
+    )
 
 
 def test_sincos_table_is_rebuilt_for_the_new_shape_and_interpolated_for_others() -> None:

@@ -95,7 +95,9 @@ def test_attend_dispatches_by_device_and_dtype(monkeypatch: pytest.MonkeyPatch) 
     calls: list[str] = []
     monkeypatch.setattr(layers, "cpu_attention", lambda *a: calls.append("cpu") or ca.cpu_attention(*a))
     sdpa = F.scaled_dot_product_attention
-    monkeypatch.setattr(layers.F, "scaled_dot_product_attention", lambda *a, **kw: calls.append("sdpa") or sdpa(*a, **kw))
+    monkeypatch.setattr(
+        layers.F, "scaled_dot_product_attention", lambda *a, **kw: calls.append("sdpa") or sdpa(*a, **kw)
+    )
     q, k, v = qkv(1, 2, 8, 4)
     layers.attend(q, k, v)
     layers.attend(q.bfloat16(), k.bfloat16(), v.bfloat16())
@@ -107,7 +109,9 @@ def test_attend_dispatches_by_device_and_dtype(monkeypatch: pytest.MonkeyPatch) 
 def test_bf16_training_step_is_as_close_to_float64_as_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     enc = create_encoder("vit_tiny", img_size=32, num_frames=4)
-    pred = create_predictor(img_size=32, num_frames=4, embed_dim=enc.embed_dim, predictor_embed_dim=48, depth=2, num_heads=3)
+    pred = create_predictor(
+        img_size=32, num_frames=4, embed_dim=enc.embed_dim, predictor_embed_dim=48, depth=2, num_heads=3
+    )
     model = JEPA(enc, pred, copy.deepcopy(enc))
     gen = torch.Generator().manual_seed(0)
     ctx, tgt = MaskSampler(VJEPA2_DEFAULT, enc.grid_size(4, 32, 32))(4, gen)

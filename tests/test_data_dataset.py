@@ -158,6 +158,8 @@ def test_a_threaded_mix_gives_the_items_of_an_inline_one(data):
     keys = list(range(12))
     inline = [MixedDataset(parts, [1, 2], seed=1)[k] for k in keys]
     threaded = MixedDataset(parts, [1, 2], seed=1, decode_threads=4).__getitems__(keys)
-    assert [i["dataset"] for i in inline] == [i["dataset"] for i in threaded] and len({i["dataset"] for i in inline}) == 2
+    assert [i["dataset"] for i in inline] == [i["dataset"] for i in threaded] and len(
+        {i["dataset"] for i in inline}
+    ) == 2
     for a, b in zip(inline, threaded):
         assert torch.equal(a["video"], b["video"]) and a["index"] == b["index"]

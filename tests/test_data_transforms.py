@@ -22,8 +22,8 @@ def test_crops_obey_scale_and_aspect(height, width):
     scales, ratios = [], []
     for _ in range(2000):
         box = t.sample_params(height, width, g)
-        assert 0 <= box.top and box.top + box.height <= height
-        assert 0 <= box.left and box.left + box.width <= width
+        assert box.top >= 0 and box.top + box.height <= height
+        assert box.left >= 0 and box.left + box.width <= width
         scales.append(box.height * box.width / (height * width))
         ratios.append(box.width / box.height)
     # Rounding to whole pixels moves area and ratio by well under 2 % at this size.

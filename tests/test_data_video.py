@@ -198,7 +198,11 @@ def test_decord_reads_widths_it_cannot_return_through_pyav(tmp_path, caplog, cpu
     indices = np.array([[1, 5, 19]])
     with ffmpeg_cpu.ffmpeg_cpu(cpu), caplog.at_level("WARNING", logger="jepa.data.video_decord"):
         got, want, failed = ffmpeg_cpu.on_fresh_thread(
-            lambda: (read_clips(narrow, indices, "decord"), read_clips(narrow, indices, "pyav"), _decord_native_failure(narrow))
+            lambda: (
+                read_clips(narrow, indices, "decord"),
+                read_clips(narrow, indices, "pyav"),
+                _decord_native_failure(narrow),
+            )
         )
         assert_same_picture(got, want, "narrow")
         np.testing.assert_array_equal(decoded_index(got), indices)
@@ -347,7 +351,9 @@ def test_a_cover_image_stream_ahead_of_the_video_is_not_read(tmp_path, container
         cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
         video = out.add_stream("libx264", rate=10)
         video.width, video.height, video.pix_fmt, video.options = 64, 64, "yuv420p", {"crf": "12"}
-        still = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24").reformat(format="yuvj420p")
+        still = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24").reformat(
+            format="yuvj420p"
+        )
         still.pts = 0
         for packet in [*cover.encode(still), *cover.encode()]:
             out.mux(packet)

@@ -162,8 +162,12 @@ def test_slurm_mapping_leaves_other_launchers_alone() -> None:
 
 
 def test_apply_slurm_env_exports_submitit_local_tasks() -> None:
-    environ = {"SUBMITIT_LOCAL_GLOBALID": "1", "SUBMITIT_LOCAL_LOCALID": "1", "SUBMITIT_LOCAL_NTASKS": "2",
-               "SUBMITIT_LOCAL_JOB_ID": "777"}
+    environ = {
+        "SUBMITIT_LOCAL_GLOBALID": "1",
+        "SUBMITIT_LOCAL_LOCALID": "1",
+        "SUBMITIT_LOCAL_NTASKS": "2",
+        "SUBMITIT_LOCAL_JOB_ID": "777",
+    }
     set_vars = apply_slurm_env(environ)
     assert set_vars == submitit_local_to_torch_env({k: v for k, v in environ.items() if k.startswith("SUBMITIT")})
     assert (environ["RANK"], environ["WORLD_SIZE"], environ["MASTER_ADDR"]) == ("1", "2", "127.0.0.1")
@@ -194,7 +198,9 @@ def test_two_processes_match_one_process_with_the_batch_terms(tmp_path: Path, ca
     train(compose_cfg(run_overrides(one, cache, 4, *terms)))
     torchrun(run_overrides(ddp, cache, 2, *terms))
     assert world_size(ddp) == 2, "the two processes did not train together"
-    assert [r["var_loss"] for r in read_metrics(ddp)] == pytest.approx([r["var_loss"] for r in read_metrics(one)], abs=TOL)
+    assert [r["var_loss"] for r in read_metrics(ddp)] == pytest.approx(
+        [r["var_loss"] for r in read_metrics(one)], abs=TOL
+    )
     assert losses(ddp) == pytest.approx(losses(one), abs=TOL)
     assert max_weight_diff(ddp, one) <= TOL
 
@@ -202,8 +208,14 @@ def test_two_processes_match_one_process_with_the_batch_terms(tmp_path: Path, ca
 def test_fsdp_saves_resumes_and_exports_full_encoder(tmp_path: Path, cache: Path, reference: Path) -> None:
     run = tmp_path / "fsdp"
     overrides = run_overrides(
-        run, cache, 1, "trainer.fsdp=true", "trainer.grad_accum=2", "model.activation_checkpointing=true",
-        "trainer.ckpt_every=2", "trainer.keep_last=0",
+        run,
+        cache,
+        1,
+        "trainer.fsdp=true",
+        "trainer.grad_accum=2",
+        "model.activation_checkpointing=true",
+        "trainer.ckpt_every=2",
+        "trainer.keep_last=0",
     )
     torchrun(overrides)
     meta = json.loads((find_latest(run) / "meta.json").read_text())
@@ -244,8 +256,15 @@ needs_submitit = pytest.mark.skipif(
 def test_slurm_launcher_takes_its_resources_from_the_config() -> None:
     from hydra import compose, initialize_config_dir
 
-    overrides = ["hydra/launcher=slurm", "experiment=vitg16_pretrain", "launch.nodes=16", "launch.gpus_per_node=4",
-                 "launch.partition=gpu", "launch.timeout_min=600", "launch.max_requeue=2"]
+    overrides = [
+        "hydra/launcher=slurm",
+        "experiment=vitg16_pretrain",
+        "launch.nodes=16",
+        "launch.gpus_per_node=4",
+        "launch.partition=gpu",
+        "launch.timeout_min=600",
+        "launch.max_requeue=2",
+    ]
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
     launcher = cfg.hydra.launcher
@@ -258,10 +277,24 @@ def test_slurm_launcher_takes_its_resources_from_the_config() -> None:
 @needs_submitit
 def test_submitit_local_launcher_trains_two_tasks_together(tmp_path: Path, cache: Path, reference: Path) -> None:
     run = tmp_path / "launched"
-    cmd = [sys.executable, TRAIN, "-m", "hydra/launcher=local", "launch.gpus_per_node=2", "launch.timeout_min=8",
-           *run_overrides(run, cache, 2, "trainer.ckpt_every=0")]
-    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=500, cwd=tmp_path,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        TRAIN,
+        "-m",
+        "hydra/launcher=local",
+        "launch.gpus_per_node=2",
+        "launch.timeout_min=8",
+        *run_overrides(run, cache, 2, "trainer.ckpt_every=0"),
+    ]
+    out = subprocess.run(
+        cmd,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=500,
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     logs = "".join(p.read_text() for p in (run / "submitit").rglob("*.err")) if (run / "submitit").exists() else ""
     assert out.returncode == 0, out.stderr[-3000:] + logs[-3000:]
     assert world_size(run) == 2

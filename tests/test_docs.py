@@ -25,7 +25,7 @@ def python_blocks() -> list[tuple[str, str, bool]]:
     blocks = []
     for doc in DOCS:
         text = doc.read_text()
-        for i, m in enumerate(BLOCK.finditer(text)):
+        for _i, m in enumerate(BLOCK.finditer(text)):
             line = text[: m.start()].count("\n") + 1
             blocks.append((f"{doc.relative_to(REPO)}:{line}", m.group("code"), bool(NOT_RUN.search(m.group("pre")))))
     return blocks
@@ -43,7 +43,11 @@ def test_python_block_runs(where: str, code: str, skip: bool, tmp_path: Path) ->
     if skip:
         pytest.skip(f"{where} is marked not-run")
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "JEPA_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, f"{where} failed:\n{proc.stderr[-3000:]}"

@@ -52,7 +52,16 @@ def _encoder() -> VisionTransformer:
 
 
 # fp32: these tests compare stored rows with a direct forward exactly (auto is bf16 on some CPUs).
-CFG = dict(frames_per_clip=4, frame_step=2, stride_frames=4, crop_size=32, short_side=32, num_crops=2, batch_size=3, precision="fp32")
+CFG = dict(
+    frames_per_clip=4,
+    frame_step=2,
+    stride_frames=4,
+    crop_size=32,
+    short_side=32,
+    num_crops=2,
+    batch_size=3,
+    precision="fp32",
+)
 
 
 def _index(out: Path) -> list[dict[str, str]]:
@@ -153,7 +162,9 @@ def test_resume_skips_finished_shards(dataset: Path, tmp_path: Path) -> None:
     assert "num_workers" not in record["settings"]
     record["settings"]["num_workers"] = 3
     config.write_text(json.dumps(record))
-    again = extract_embeddings(encoder, entries, out, EmbedConfig(**CFG, videos_per_shard=1, num_workers=1), progress=False)
+    again = extract_embeddings(
+        encoder, entries, out, EmbedConfig(**CFG, videos_per_shard=1, num_workers=1), progress=False
+    )
     assert again.skipped_shards == [0, 1, 2, 3] and again.num_rows == 30
 
 
@@ -188,16 +199,24 @@ def test_layers_concatenate_block_outputs_in_rows_and_on_the_fly(dataset: Path, 
     """Rows made with `layers` are the encoder's out_layers output; a wrong block number stops before decoding."""
     from jepa.eval.features import extract_features
 
-    encoder = VisionTransformer(img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=32, depth=2, num_heads=2).eval()
+    encoder = VisionTransformer(
+        img_size=32, patch_size=8, num_frames=4, tubelet_size=2, embed_dim=32, depth=2, num_heads=2
+    ).eval()
     entries = [e for e in read_manifest(dataset) if "broken" not in str(e.path)]
-    cfg = EmbedConfig(**{**CFG, "stride_frames": None, "num_clips": 1, "num_crops": 1}, outputs=("pooled", "tokens"), layers=(1, 2))
+    cfg = EmbedConfig(
+        **{**CFG, "stride_frames": None, "num_clips": 1, "num_crops": 1}, outputs=("pooled", "tokens"), layers=(1, 2)
+    )
     extract_embeddings(encoder, entries, tmp_path / "emb", cfg, progress=False)
     shard = load_file(str(tmp_path / "emb" / "shard_00000.safetensors"))
     assert shard["tokens"].shape[1:] == (2, 4, 4, 64) and shard["pooled"].shape[1] == 64
     assert json.loads((tmp_path / "emb" / "embed.json").read_text())["settings"]["layers"] == [1, 2]
     features = extract_features(encoder, entries, cfg, device="cpu")
     assert features.dim == 64
-    assert np.allclose(features.tokens.reshape(len(features.tokens), -1).numpy(), shard["tokens"].reshape(len(shard["tokens"]), -1), atol=1e-5)
+    assert np.allclose(
+        features.tokens.reshape(len(features.tokens), -1).numpy(),
+        shard["tokens"].reshape(len(shard["tokens"]), -1),
+        atol=1e-5,
+    )
     r = _index(tmp_path / "emb")[0]
     frames = read_clips(r["path"], window_indices(LENGTHS[int(r["label"])], FPS, cfg), target_short_side=32)
     view = make_views(frames, cfg)[0, 0]

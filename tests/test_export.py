@@ -154,7 +154,9 @@ def test_hub_entries_build_and_load_local_file_and_url(
         torch.hub.load(str(REPO), "vit_small", source="local", pretrained=str(official))
     probe = AttentiveClassifier(192, 3, num_heads=4, depth=1)
     torch.save({"classifiers": [{f"module.{k}": v for k, v in probe.state_dict().items()}]}, tmp_path / "probe.pt")
-    hub_probe = torch.hub.load(str(REPO), "probe", source="local", checkpoint=(tmp_path / "probe.pt").as_uri(), num_heads=4)
+    hub_probe = torch.hub.load(
+        str(REPO), "probe", source="local", checkpoint=(tmp_path / "probe.pt").as_uri(), num_heads=4
+    )
     tokens = expected
     assert torch.equal(hub_probe(tokens), probe.eval()(tokens))
 

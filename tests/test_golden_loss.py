@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import compose_cfg, tiny_overrides
 
 from jepa.train.logging import read_metrics
 from jepa.train.loop import train
-from test_train import compose_cfg, tiny_overrides
 
 # Re-recorded when the synthetic encoder dropped x264's MB-tree (SYNTHETIC_VERSION 2): the data
 # changed, not the step; the old data was not reproducible, which made this test flaky. Then when
@@ -27,9 +27,19 @@ def test_fixed_seed_loss_curve_is_unchanged(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     cfg = compose_cfg(
         tiny_overrides(tmp_path / "run", tmp_path / "cache", steps=len(GOLDEN))
-        + ["trainer.ckpt_every=0", "trainer.tensorboard=false", "optim.lr=1e-3", "optim.start_lr=1e-4",
-           "optim.final_lr=1e-5", "optim.decay=cosine", "optim.ema=[0.99,0.999]", "optim.weight_decay=0.04",
-           "optim.final_weight_decay=0.04", "mask=vjepa2", "model.pred_depth=1"]
+        + [
+            "trainer.ckpt_every=0",
+            "trainer.tensorboard=false",
+            "optim.lr=1e-3",
+            "optim.start_lr=1e-4",
+            "optim.final_lr=1e-5",
+            "optim.decay=cosine",
+            "optim.ema=[0.99,0.999]",
+            "optim.weight_decay=0.04",
+            "optim.final_weight_decay=0.04",
+            "mask=vjepa2",
+            "model.pred_depth=1",
+        ]
     )
     train(cfg)
     records = read_metrics(tmp_path / "run")

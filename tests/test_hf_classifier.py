@@ -101,7 +101,9 @@ def test_export_tool_writes_a_probe_as_the_hf_head(tmp_path: Path) -> None:
     enc, probe = _ours()
     export_encoder(enc, tmp_path / "enc")
     save_probe(probe, tmp_path / "probe")
-    load_tool("export").main([str(tmp_path / "enc"), str(tmp_path / "cls"), "--format", "hf", "--probe", str(tmp_path / "probe")])
+    load_tool("export").main(
+        [str(tmp_path / "enc"), str(tmp_path / "cls"), "--format", "hf", "--probe", str(tmp_path / "probe")]
+    )
     hf = transformers.VJEPA2ForVideoClassification.from_pretrained(tmp_path / "cls").eval()
     clip = _clip()
     assert (hf(pixel_values_videos=clip.permute(0, 2, 1, 3, 4)).logits - probe(enc(clip))).abs().max().item() <= TOL

@@ -137,8 +137,14 @@ def test_bad_config_raises(kwargs: dict, message: str) -> None:
 def test_configs_from_dicts_accepts_hydra_lists_and_rejects_typos() -> None:
     yaml = OmegaConf.create(
         [
-            {"spatial_scale": [0.15, 0.15], "temporal_scale": [1.0, 1.0], "aspect_ratio": [0.75, 1.5],
-             "num_blocks": 8, "max_temporal_keep": 1.0, "max_keep": None},
+            {
+                "spatial_scale": [0.15, 0.15],
+                "temporal_scale": [1.0, 1.0],
+                "aspect_ratio": [0.75, 1.5],
+                "num_blocks": 8,
+                "max_temporal_keep": 1.0,
+                "max_keep": None,
+            },
             {"spatial_scale": 0.7, "num_blocks": 2},
         ]
     )
@@ -289,7 +295,9 @@ def test_random_context_window_lies_anywhere_and_spans_its_slices() -> None:
     """context_window="random": each sample's context sits in one window of the allowed length,
     the window's start is spread over the whole clip, and the target is everything else."""
     T, H, W = GRID_16F_256
-    cfg = MaskConfig(spatial_scale=0.15, num_blocks=8, max_temporal_keep=0.25, full_complement=True, context_window="random")
+    cfg = MaskConfig(
+        spatial_scale=0.15, num_blocks=8, max_temporal_keep=0.25, full_complement=True, context_window="random"
+    )
     ctx, tgt = MultiBlockMaskGenerator(cfg, GRID_16F_256)(64, gen(11))
     check_batch(ctx, tgt, GRID_16F_256, 64)
     slices = ctx // (H * W)
@@ -336,9 +344,7 @@ def test_same_seed_same_masks_other_seed_other_masks() -> None:
     b_ctx, b_tgt = sampler(6, gen(11))
     c_ctx, c_tgt = sampler(6, gen(12))
     assert all(torch.equal(x, y) for x, y in zip(a_ctx + a_tgt, b_ctx + b_tgt))
-    assert not all(
-        x.shape == y.shape and torch.equal(x, y) for x, y in zip(a_ctx + a_tgt, c_ctx + c_tgt)
-    )
+    assert not all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a_ctx + a_tgt, c_ctx + c_tgt))
 
 
 def test_masks_ignore_the_global_rng() -> None:

@@ -2,32 +2,31 @@
 shapes on tiny inputs, masking semantics, initialisation, parity with HF VJEPA2 and errors."""
 
 import getpass
-import json
 import math
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
+from layouts import official_layout
 from torch import nn
 
-from layouts import official_layout
 from jepa.masks.ops import check_indices, gather_tokens
 from jepa.models import (
     AttentivePooler,
     VisionTransformer,
     VisionTransformerPredictor,
+    compile_blocks,
     create_encoder,
     create_predictor,
     index_to_position,
     interpolate_pos_embed,
     list_models,
     register_model,
-    compile_blocks,
     run_blocks,
     sincos_3d,
 )

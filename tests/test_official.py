@@ -188,7 +188,10 @@ def test_unreadable_files_are_named_not_a_bare_torch_error(tmp_path: Path) -> No
     save_file(encoder.state_dict(), str(tmp_path / "good.safetensors"))
     (tmp_path / "cut.safetensors").write_bytes((tmp_path / "good.safetensors").read_bytes()[:100])
     for name in ("truncated.pt", "empty.pt", "notes.pt", "cut.safetensors"):
-        with pytest.raises(CheckpointMismatchError, match=rf"{name} \(\d+ bytes\) is not a readable (torch checkpoint|safetensors file)"):
+        with pytest.raises(
+            CheckpointMismatchError,
+            match=rf"{name} \(\d+ bytes\) is not a readable (torch checkpoint|safetensors file)",
+        ):
             load_encoder(tmp_path / name)
     assert load_encoder(tmp_path / "good.pt") is not None
     assert isinstance(pickle.dumps(1), bytes)

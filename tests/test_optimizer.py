@@ -35,7 +35,11 @@ def test_fused_adamw_takes_the_same_steps_as_torchs_default() -> None:
     for fused in (True, False):
         m = model()
         groups = build.param_groups(m)
-        opt = build.adamw(groups, lr=1e-2, weight_decay=0.1) if fused else torch.optim.AdamW(groups, lr=1e-2, weight_decay=0.1)
+        opt = (
+            build.adamw(groups, lr=1e-2, weight_decay=0.1)
+            if fused
+            else torch.optim.AdamW(groups, lr=1e-2, weight_decay=0.1)
+        )
         torch.manual_seed(1)
         for _ in range(5):
             one_step(m, opt)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from test_train import compose_cfg, tiny_overrides
 
 from jepa.export.load import load_encoder
 from jepa.masks.multiblock import MaskSampler
@@ -18,13 +19,14 @@ from jepa.train.checkpoint import find_latest, load_checkpoint
 from jepa.train.logging import read_metrics
 from jepa.train.loop import train
 from jepa.train.pixel import PixelMAE, patchify, pixel_targets
-from test_train import compose_cfg, tiny_overrides
 
 
 def tiny(run_dir: Path, cache: Path, steps: int, experiment: str) -> list[str]:
     """test_train's tiny run under `experiment`, checkpointing only at the end."""
     return [
-        f"experiment={experiment}", *tiny_overrides(run_dir, cache, steps), "trainer.ckpt_every=0",
+        f"experiment={experiment}",
+        *tiny_overrides(run_dir, cache, steps),
+        "trainer.ckpt_every=0",
         "trainer.tensorboard=false",
     ]
 

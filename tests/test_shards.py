@@ -52,7 +52,9 @@ def shards(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def datasets(manifest: Path, shards: Path, seed: int = 5) -> tuple[VideoDataset, ShardDataset]:
     sampler = ClipSampler(4, frame_step=2)
     transform = RandomResizedCropClip(32)
-    return VideoDataset(read_manifest(manifest), sampler, transform, seed=seed), ShardDataset(shards, sampler, transform, seed=seed)
+    return VideoDataset(read_manifest(manifest), sampler, transform, seed=seed), ShardDataset(
+        shards, sampler, transform, seed=seed
+    )
 
 
 def test_writer_layout_is_webdataset(manifest: Path, shards: Path) -> None:
@@ -212,7 +214,9 @@ def test_make_shards_tool(manifest: Path, tmp_path: Path, capsys: pytest.Capture
     assert [len(read_shard(p)) for p in sorted((tmp_path / "small").glob("*.tar"))] == [1] * NUM_VIDEOS
     # Class names: a val manifest missing a class keeps the train numbering with --classes.
     paths = [e.path for e in read_manifest(manifest)]
-    (tmp_path / "train.csv").write_text("path,label\n" + "".join(f"{p},{n}\n" for p, n in zip(paths, ["b", "a", "c"] * 2)))
+    (tmp_path / "train.csv").write_text(
+        "path,label\n" + "".join(f"{p},{n}\n" for p, n in zip(paths, ["b", "a", "c"] * 2))
+    )
     (tmp_path / "val.csv").write_text(f"path,label\n{paths[2]},c\n")
     assert tool.main([str(tmp_path / "val.csv"), str(tmp_path / "val"), "--classes", str(tmp_path / "train.csv")]) == 0
     assert "classes (3, numbered in this order): a, b, c" in capsys.readouterr().out

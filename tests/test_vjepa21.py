@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_collapse import tiny
+from test_pixel import tiny as tiny_experiment
+from test_train import PLAIN_LOSS, compose_cfg, tiny_overrides
 
 from jepa.masks.multiblock import MaskSampler
 from jepa.masks.ops import gather_tokens
 from jepa.train import build
 from jepa.train.logging import read_metrics
 from jepa.train.step import JEPA, distance_to_targets, feature_std, masked_prediction_loss
-from test_collapse import tiny
-from test_pixel import tiny as tiny_experiment
-from test_train import PLAIN_LOSS, compose_cfg, tiny_overrides
 
 
 def test_distance_to_targets_on_a_hand_grid() -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
 from layouts import official_layout
+
 from jepa.world.ac_checkpoint import load_world_model, save_world_model
 from jepa.world.ac_predictor import ACPredictor, clean_released_state_dict, create_ac_predictor, frame_causal_mask
 from jepa.world.cem import CEMConfig, cem_plan

@@ -17,8 +17,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -58,14 +58,21 @@ def timings(kernel: Callable[..., torch.Tensor], shape: tuple[int, ...], iters: 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    p.add_argument("--groups", nargs="+", type=int, default=[ca.GROUP_ELEMENTS.bit_length() - 1],
-                   help="log2 of cpu_attention.GROUP_ELEMENTS to try")
+    p.add_argument(
+        "--groups",
+        nargs="+",
+        type=int,
+        default=[ca.GROUP_ELEMENTS.bit_length() - 1],
+        help="log2 of cpu_attention.GROUP_ELEMENTS to try",
+    )
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     print(f"command: {' '.join(sys.argv)}")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.machine()}, python {platform.python_version()}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.machine()}, python {platform.python_version()}"
+    )
     print(f"{'shape (B, H, N, d)':28s} {'kernel':22s} {'fwd ms':>8s} {'fwd+bwd ms':>11s}")
     for name in a.shapes:
         shape = SHAPES[name]

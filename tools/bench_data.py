@@ -144,7 +144,9 @@ def main() -> None:
             print(f"{label:>24}: {wall:6.1f} clips/s (wall)   {cpu:6.1f} clips/s (per CPU-second)")
     if "pyav" in args.backends:
         floor = decode_floor(paths, args.clips, args.warmup)
-        print(f"{'floor':>24}: {floor:6.1f} clips/s (per CPU-second) demuxing + decoding only (pyav; no RGB, crop or copies)")
+        print(
+            f"{'floor':>24}: {floor:6.1f} clips/s (per CPU-second) demuxing + decoding only (pyav; no RGB, crop or copies)"
+        )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -82,7 +82,7 @@ def bench_model(name: str, mode: str, args: argparse.Namespace) -> dict[str, flo
     ours, hf = build_pair(name, args.frames, args.img)
     clip = torch.randn(args.batch, 3, args.frames, args.img, args.img)
 
-    def run(model: Callable[[torch.Tensor], torch.Tensor], dtype: Optional[torch.dtype]) -> Callable[[], torch.Tensor]:
+    def run(model: Callable[[torch.Tensor], torch.Tensor], dtype: torch.dtype | None) -> Callable[[], torch.Tensor]:
         def call() -> torch.Tensor:
             with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 return model(clip).float().mean(1)
@@ -117,7 +117,7 @@ def bench_model(name: str, mode: str, args: argparse.Namespace) -> dict[str, flo
     return res
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["vit_small", "vit_large"])
     p.add_argument("--frames", type=int, default=16)
@@ -125,8 +125,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--iters", type=int, default=5, help="timed rounds per model (each runs both)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
-                   help="fp32 / bf16: both models at that precision; defaults: each tool's default")
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        choices=list(MODES),
+        default=list(MODES),
+        help="fp32 / bf16: both models at that precision; defaults: each tool's default",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     import transformers

@@ -29,8 +29,9 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -64,22 +65,28 @@ START, END = "<!-- bench_learning:start -->", "<!-- bench_learning:end -->"
 BUDGET_STEPS = {"bf16": 1350, "no": 900}
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--precision", choices=("auto", "no", "bf16"), default="auto",
+        "--precision",
+        choices=("auto", "no", "bf16"),
+        default="auto",
         help="trainer.mixed_precision of both pretrainings; auto = bf16 where the CPU (AVX512-BF16/AMX) or GPU "
         "runs it natively, else no (fp32)",
     )
     p.add_argument(
-        "--steps", type=int, default=None,
+        "--steps",
+        type=int,
+        default=None,
         help=f"pretraining steps, both methods (default: {BUDGET_STEPS['bf16']} under bf16, {BUDGET_STEPS['no']} "
         "under fp32: the same ~10-15 minutes on 2 cores)",
     )
     p.add_argument("--seed", type=int, default=0, help="seeds data generation, pretraining, random init and probes")
     p.add_argument("--videos", type=int, default=768, help="generated videos (75%% train, 25%% val)")
     p.add_argument(
-        "--pretrain-videos", type=int, default=3072,
+        "--pretrain-videos",
+        type=int,
+        default=3072,
         help="pretrain on this many separate unlabelled videos (generated with seed+1); 0 = on the probe's train split",
     )
     p.add_argument("--work", default="runs/bench_learning", help="run directories and the dataset cache")
@@ -92,7 +99,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--probe-seeds", type=int, default=3, help="probes per factor (seeds); the table shows mean and std")
     p.add_argument("--knn-k", type=int, default=10)
     p.add_argument(
-        "--probe-layers", type=int, nargs="+", default=None,
+        "--probe-layers",
+        type=int,
+        nargs="+",
+        default=None,
         help="blocks whose normed outputs the probes read, concatenated (default: the last block's)",
     )
     p.add_argument("--encoders", nargs="+", choices=ENCODERS, default=list(ENCODERS))
@@ -150,13 +160,19 @@ def pretrain(method: str, args: argparse.Namespace, train_manifest: Path) -> tup
     return run_dir, cfg, stats
 
 
-def feature_config(cfg: Any, layers: Optional[Sequence[int]] = None) -> EmbedConfig:
+def feature_config(cfg: Any, layers: Sequence[int] | None = None) -> EmbedConfig:
     """One clip per video covering the whole clip length of pretraining, the full frame, no flip
     (a flip would change the direction label)."""
     d = cfg.data
     return EmbedConfig(
-        frames_per_clip=d.frames_per_clip, frame_step=d.frame_step, num_clips=1, crop_size=d.crop_size,
-        short_side=d.crop_size, num_crops=1, batch_size=16, layers=tuple(layers) if layers else None,
+        frames_per_clip=d.frames_per_clip,
+        frame_step=d.frame_step,
+        num_clips=1,
+        crop_size=d.crop_size,
+        short_side=d.crop_size,
+        num_crops=1,
+        batch_size=16,
+        layers=tuple(layers) if layers else None,
         precision="fp32",  # the probes of every documented run read fp32 features
     )
 
@@ -189,12 +205,21 @@ def evaluate(
         t0 = time.perf_counter()
         top1 = []
         for i in range(args.probe_seeds):
-            cfg = ProbeConfig(depth=args.probe_depth, epochs=args.probe_epochs, lrs=(args.probe_lr,), seed=args.seed + i)
+            cfg = ProbeConfig(
+                depth=args.probe_depth, epochs=args.probe_epochs, lrs=(args.probe_lr,), seed=args.seed + i
+            )
             top1.append(train_probe(tr, cfg, va, num_classes=data["num_classes"][factor], device="cpu").metrics["top1"])
         knn = knn_evaluate(tr, va, k=args.knn_k, num_classes=data["num_classes"][factor])
         spread = statistics.stdev(top1) if len(top1) > 1 else 0.0
         results[factor] = {"probe": statistics.mean(top1), "probe_std": spread, "knn": knn["top1"]}
-        log.info("%s %s: probe %s knn %.1f (%.0f s)", name, factor, [round(v, 1) for v in top1], knn["top1"], time.perf_counter() - t0)
+        log.info(
+            "%s %s: probe %s knn %.1f (%.0f s)",
+            name,
+            factor,
+            [round(v, 1) for v in top1],
+            knn["top1"],
+            time.perf_counter() - t0,
+        )
     return results
 
 
@@ -216,13 +241,18 @@ def motion(result: dict[str, dict[str, float]], kind: str = "probe") -> float:
 
 
 def render(
-    results: dict[str, dict[str, dict[str, float]]], chance: dict[str, float], pre: dict[str, dict[str, float]],
-    args: argparse.Namespace, command: str,
+    results: dict[str, dict[str, dict[str, float]]],
+    chance: dict[str, float],
+    pre: dict[str, dict[str, float]],
+    args: argparse.Namespace,
+    command: str,
 ) -> str:
     cols = list(FACTORS)
     chance_motion = sum(chance[f] for f in MOTION) / len(MOTION)
     pretrain_on = (
-        f"{args.pretrain_videos} other unlabelled videos (seed {args.seed + 1})" if args.pretrain_videos else "the train split (75 %)"
+        f"{args.pretrain_videos} other unlabelled videos (seed {args.seed + 1})"
+        if args.pretrain_videos
+        else "the train split (75 %)"
     )
     lines = [
         START,
@@ -246,7 +276,10 @@ def render(
     ]
     for name in ENCODERS:
         if name in results:
-            cells = [f"{results[name][c]['probe']:.1f} ± {results[name][c]['probe_std']:.1f} / {results[name][c]['knn']:.1f}" for c in cols]
+            cells = [
+                f"{results[name][c]['probe']:.1f} ± {results[name][c]['probe_std']:.1f} / {results[name][c]['knn']:.1f}"
+                for c in cols
+            ]
             cells.append(f"{motion(results[name]):.1f} / {motion(results[name], 'knn'):.1f}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if pre:
@@ -284,19 +317,27 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(text)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     register_configs()
-    command = "python tools/bench_learning.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python tools/bench_learning.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
     work = Path(args.work)
     base = compose_cfg("demo", [f"seed={args.seed}", *args.shared])
     s = base.data.synthetic
     manifest = ensure_synthetic_dataset(
-        work / "data", num_videos=args.videos, num_frames=s.num_frames, size=s.size, fps=s.fps, seed=args.seed,
-        distractors=s.distractors, pan=s.pan,
+        work / "data",
+        num_videos=args.videos,
+        num_frames=s.num_frames,
+        size=s.size,
+        fps=s.fps,
+        seed=args.seed,
+        distractors=s.distractors,
+        pan=s.pan,
     )
     root = manifest.parent
     factors = read_factors(root)
@@ -306,17 +347,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "factors": factors,
     }
     params = json.loads((root / "synthetic.json").read_text())
-    data["num_classes"] = {"class": params["num_classes"], "direction": params["num_directions"], "speed": len(params["speeds"])}
+    data["num_classes"] = {
+        "class": params["num_classes"],
+        "direction": params["num_directions"],
+        "speed": len(params["speeds"]),
+    }
     val_keys = [Path(e.path).name for e in data["val"]]
     chance = {
-        f: chance_accuracy(torch.tensor([factors[f"{k}:{f}"] for k in val_keys]), data["num_classes"][f]) for f in FACTORS
+        f: chance_accuracy(torch.tensor([factors[f"{k}:{f}"] for k in val_keys]), data["num_classes"][f])
+        for f in FACTORS
     }
 
     pretrain_manifest = root / "class_train.csv"
     if args.pretrain_videos:
         unlabelled = ensure_synthetic_dataset(
-            work / "pretrain_data", num_videos=args.pretrain_videos, num_frames=s.num_frames, size=s.size, fps=s.fps,
-            seed=args.seed + 1, distractors=s.distractors, pan=s.pan,
+            work / "pretrain_data",
+            num_videos=args.pretrain_videos,
+            num_frames=s.num_frames,
+            size=s.size,
+            fps=s.fps,
+            seed=args.seed + 1,
+            distractors=s.distractors,
+            pan=s.pan,
         )
         pretrain_manifest = unlabelled.parent / "class_all.csv"
     emb = feature_config(base, args.probe_layers)

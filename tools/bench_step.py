@@ -52,19 +52,44 @@ def parse() -> argparse.Namespace:
     p.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder and predictor blocks")
     p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
-    p.add_argument("--patch-embed", default="auto", choices=["auto", "conv", "matmul"],
-                   help="tubelet embedding path (auto: matmul on CUDA, Conv3d elsewhere)")
-    p.add_argument("--sdpa", default="auto", choices=["auto", "flash", "cudnn", "efficient", "math"],
-                   help="on CUDA, the only attention kernel SDPA may use (auto: PyTorch's choice)")
-    p.add_argument("--cpu-attention", default="auto", choices=["auto", "off"],
-                   help="off: PyTorch's SDPA for bf16 on CPU too, instead of jepa.models.cpu_attention")
-    p.add_argument("--mask-pool", type=int, default=0, metavar="K",
-                   help="cycle through K mask draws instead of a fresh draw per step: the steady state of a "
-                        "long run, where compiled graphs and cuDNN attention plans for the token counts exist")
-    p.add_argument("--profile", type=int, default=0, metavar="ROWS",
-                   help="after timing, profile one step and print the ROWS most expensive ops")
-    p.add_argument("--joint-backward", action="store_true",
-                   help="one backward of the mean over mask configs (default: one per config, as the trainer)")
+    p.add_argument(
+        "--patch-embed",
+        default="auto",
+        choices=["auto", "conv", "matmul"],
+        help="tubelet embedding path (auto: matmul on CUDA, Conv3d elsewhere)",
+    )
+    p.add_argument(
+        "--sdpa",
+        default="auto",
+        choices=["auto", "flash", "cudnn", "efficient", "math"],
+        help="on CUDA, the only attention kernel SDPA may use (auto: PyTorch's choice)",
+    )
+    p.add_argument(
+        "--cpu-attention",
+        default="auto",
+        choices=["auto", "off"],
+        help="off: PyTorch's SDPA for bf16 on CPU too, instead of jepa.models.cpu_attention",
+    )
+    p.add_argument(
+        "--mask-pool",
+        type=int,
+        default=0,
+        metavar="K",
+        help="cycle through K mask draws instead of a fresh draw per step: the steady state of a "
+        "long run, where compiled graphs and cuDNN attention plans for the token counts exist",
+    )
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="ROWS",
+        help="after timing, profile one step and print the ROWS most expensive ops",
+    )
+    p.add_argument(
+        "--joint-backward",
+        action="store_true",
+        help="one backward of the mean over mask configs (default: one per config, as the trainer)",
+    )
     return p.parse_args()
 
 
@@ -87,8 +112,13 @@ def main() -> None:
     device = torch.device(a.device)
     enc = create_encoder(a.model, img_size=a.img, num_frames=a.frames, use_activation_checkpointing=a.checkpointing)
     pred = create_predictor(
-        img_size=a.img, num_frames=a.frames, embed_dim=enc.embed_dim, predictor_embed_dim=a.pred_dim,
-        depth=a.pred_depth, num_heads=a.pred_heads, use_activation_checkpointing=a.checkpointing,
+        img_size=a.img,
+        num_frames=a.frames,
+        embed_dim=enc.embed_dim,
+        predictor_embed_dim=a.pred_dim,
+        depth=a.pred_depth,
+        num_heads=a.pred_heads,
+        use_activation_checkpointing=a.checkpointing,
     )
     if device.type == "cuda" and a.sdpa != "auto":
         for name in ("flash", "cudnn", "efficient", "math"):
@@ -129,7 +159,7 @@ def main() -> None:
             h = model.targets(clips)
         lap("target_fwd")
         losses = []
-        for i, (c, t) in enumerate(zip(ctx_idx, tgt_idx)):
+        for _i, (c, t) in enumerate(zip(ctx_idx, tgt_idx)):
             with autocast:
                 z = model.encoder(clips, masks=c)
                 lap("context_fwd")
@@ -176,7 +206,9 @@ def main() -> None:
     )
     print(f"clips/s: {clips_per_s:.2f}  (median step {med['step'] * 1e3:.0f} ms over {a.steps} steps)")
     print("ms per phase: " + ", ".join(f"{k} {med[k] * 1e3:.0f}" for k in phases))
-    print(f"peak memory: {peak_memory_mb(device):.0f} MB ({'GPU allocated' if device.type == 'cuda' else 'process RSS'})")
+    print(
+        f"peak memory: {peak_memory_mb(device):.0f} MB ({'GPU allocated' if device.type == 'cuda' else 'process RSS'})"
+    )
     flops = step_flops(model, a.batch, a.frames, a.img, [c.shape[1] for c in ctx_idx], [t.shape[1] for t in tgt_idx])
     achieved = flops / med["step"] / 1e12
     print(f"model FLOPs per step: {flops / 1e12:.3f} TFLOP, achieved {achieved:.3f} TFLOP/s")

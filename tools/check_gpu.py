@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -31,7 +31,12 @@ def build(checkpointing: bool = False) -> JEPA:
     torch.manual_seed(0)
     enc = create_encoder("vit_small", img_size=IMG, num_frames=FRAMES, use_activation_checkpointing=checkpointing)
     pred = create_predictor(
-        img_size=IMG, num_frames=FRAMES, embed_dim=enc.embed_dim, predictor_embed_dim=192, depth=6, num_heads=6,
+        img_size=IMG,
+        num_frames=FRAMES,
+        embed_dim=enc.embed_dim,
+        predictor_embed_dim=192,
+        depth=6,
+        num_heads=6,
         use_activation_checkpointing=checkpointing,
     )
     return JEPA(enc, pred, copy.deepcopy(enc)).cuda()
@@ -58,7 +63,9 @@ def main() -> int:
         return 1
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
     gen = torch.Generator().manual_seed(0)
-    sampler = MaskSampler(VJEPA2_DEFAULT, create_encoder("vit_small", img_size=IMG, num_frames=FRAMES).grid_size(FRAMES, IMG, IMG))
+    sampler = MaskSampler(
+        VJEPA2_DEFAULT, create_encoder("vit_small", img_size=IMG, num_frames=FRAMES).grid_size(FRAMES, IMG, IMG)
+    )
     ctx, tgt = sampler(BATCH, gen)
     masks = ([c.cuda() for c in ctx], [t.cuda() for t in tgt])
     clips = torch.randn(BATCH, 3, FRAMES, IMG, IMG, generator=gen).cuda()
@@ -84,8 +91,16 @@ def main() -> int:
 
     model = build()
     check("fp32, math SDPA", lambda: _with(SDPBackend.MATH, lambda: step(model, clips, masks, None)), 1e-4)
-    check("fp32, efficient SDPA", lambda: _with(SDPBackend.EFFICIENT_ATTENTION, lambda: step(model, clips, masks, None)), 1e-4)
-    check("bf16 autocast, flash SDPA", lambda: _with(SDPBackend.FLASH_ATTENTION, lambda: step(model, clips, masks, torch.bfloat16)), 2e-2)
+    check(
+        "fp32, efficient SDPA",
+        lambda: _with(SDPBackend.EFFICIENT_ATTENTION, lambda: step(model, clips, masks, None)),
+        1e-4,
+    )
+    check(
+        "bf16 autocast, flash SDPA",
+        lambda: _with(SDPBackend.FLASH_ATTENTION, lambda: step(model, clips, masks, torch.bfloat16)),
+        2e-2,
+    )
     ckpt = build(checkpointing=True)
     check("bf16, activation checkpointing", lambda: step(ckpt, clips, masks, torch.bfloat16), 2e-2)
     compiled = build()

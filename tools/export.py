@@ -29,7 +29,8 @@ import argparse
 import ast
 import logging
 import sys
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from jepa.eval.probe import load_probe
 from jepa.export.writers import EXPORT_FORMATS, export_encoder
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     out = export_encoder(

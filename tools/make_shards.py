@@ -12,6 +12,7 @@ Add ``data.stream_shards=true`` to read them webdataset-style (shards dealt to r
 workers, each read front to back). Video bytes are copied unchanged; labels and source
 paths go into a ``.json`` member per sample. See docs/distributed.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         shuffle_seed=args.shuffle_seed,
         overwrite=args.overwrite,
     )
-    print(f"wrote {len(entries)} videos into {len(shards)} shard(s) in {args.out_dir} ({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"wrote {len(entries)} videos into {len(shards)} shard(s) in {args.out_dir} ({time.perf_counter() - t0:.1f} s)"
+    )
     return 0
 
 

@@ -18,8 +18,8 @@ checkpoint directory, an exported or HF directory, an official ``.pt`` file.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ def _clip(args: argparse.Namespace) -> np.ndarray:
 
 
 def _write(
-    args: argparse.Namespace, picture: np.ndarray, animation: Optional[Callable[[], list[np.ndarray]]] = None
+    args: argparse.Namespace, picture: np.ndarray, animation: Callable[[], list[np.ndarray]] | None = None
 ) -> None:
     print(f"wrote {save_png(picture, args.out, colors=args.colors)} ({picture.shape[1]}x{picture.shape[0]})")
     paths = [p for p in (getattr(args, "gif", None), getattr(args, "mp4", None)) if p]
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     args.run(args)

@@ -25,6 +25,7 @@ Two ways to read:
 Members are decoded through a memory-only file (``memfd``) so that the decoders read them
 exactly as they read files listed in a manifest.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -152,8 +153,14 @@ def scan_shard(path: str | os.PathLike) -> list[ShardSample]:
                     handle = tar.extractfile(member)
                     entry["label"] = _label_from(ext, handle.read() if handle else b"")
     except tarfile.ReadError as err:
-        raise ShardError(f"{path}: not an uncompressed tar ({err}); compressed shards cannot be read by offset") from err
-    out = [ShardSample(path, key, e["ext"], e["offset"], e["size"], e.get("label")) for key, e in samples.items() if "ext" in e]
+        raise ShardError(
+            f"{path}: not an uncompressed tar ({err}); compressed shards cannot be read by offset"
+        ) from err
+    out = [
+        ShardSample(path, key, e["ext"], e["offset"], e["size"], e.get("label"))
+        for key, e in samples.items()
+        if "ext" in e
+    ]
     if len(out) < len(samples):
         logger.warning("%s: %d sample(s) without a video member skipped", path, len(samples) - len(out))
     return out
@@ -311,7 +318,9 @@ class ShardStream(IterableDataset):
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}")
         if batch_size < 1 or start_batch < 0 or seed < 0:
-            raise ValueError(f"need batch_size >= 1, start_batch >= 0, seed >= 0, got {batch_size}, {start_batch}, {seed}")
+            raise ValueError(
+                f"need batch_size >= 1, start_batch >= 0, seed >= 0, got {batch_size}, {start_batch}, {seed}"
+            )
         self.dataset = dataset
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
         self.batch_size, self.start_batch, self.shuffle = int(batch_size), int(start_batch), shuffle

@@ -58,7 +58,9 @@ class DecordReader:
             return
         if self.path not in _WARNED:
             _WARNED.add(self.path)
-            log.warning("decord sees %d frame(s) in %s, a cover image: reading its video with PyAV", self.num_frames, self.path)
+            log.warning(
+                "decord sees %d frame(s) in %s, a cover image: reading its video with PyAV", self.num_frames, self.path
+            )
         self._fallback = other
         self.num_frames, self.fps, self.height, self.width = other.num_frames, other.fps, other.height, other.width
 
@@ -94,5 +96,7 @@ class DecordReader:
         if self.path not in _WARNED:  # once per file and process: a reader is opened per clip
             _WARNED.add(self.path)
             detail = str(err).strip().splitlines()[-1][-120:]
-            log.warning("decord could not decode %s at %dx%d (%s): reading it with PyAV", self.path, size[1], size[0], detail)
+            log.warning(
+                "decord could not decode %s at %dx%d (%s): reading it with PyAV", self.path, size[1], size[0], detail
+            )
         return reader

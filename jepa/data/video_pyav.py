@@ -71,7 +71,9 @@ def _scale_graph(frame: av.VideoFrame, width: int, height: int) -> av.filter.Gra
             cache.pop(next(iter(cache)))
         graph = av.filter.Graph()
         graph.threads = 1
-        source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name, time_base=Fraction(1, 1))
+        source = graph.add_buffer(
+            width=frame.width, height=frame.height, format=frame.format.name, time_base=Fraction(1, 1)
+        )
         chain = [source, graph.add("scale", f"{width}:{height}"), graph.add("format", "rgb24"), graph.add("buffersink")]
         for upstream, downstream in zip(chain, chain[1:]):
             upstream.link_to(downstream)

@@ -3,6 +3,7 @@
 `extract_features` (on the fly) or `load_embeddings` (from `tools/embed.py`) give a
 `FeatureSet`; `train_probe` / `knn_evaluate` score it; `load_probe` rebuilds a saved probe.
 """
+
 from jepa.eval.features import FeatureSet, extract_features, load_embeddings
 from jepa.eval.knn import knn_evaluate, knn_scores
 from jepa.eval.metrics import chance_accuracy, confusion_matrix, topk_accuracy

@@ -13,9 +13,10 @@ from __future__ import annotations
 import csv
 import logging
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal, Optional, Sequence, Union
+from typing import Literal
 
 import numpy as np
 import torch
@@ -81,7 +82,7 @@ class FeatureSet:
     def dim(self) -> int:
         return self.tokens.shape[-1]
 
-    def with_labels(self, labels: Union[Sequence[int], Tensor]) -> FeatureSet:
+    def with_labels(self, labels: Sequence[int] | Tensor) -> FeatureSet:
         """The same features labelled by another factor (one label per video)."""
         labels = torch.as_tensor(labels, dtype=torch.long)
         if labels.shape != (self.num_videos,):
@@ -141,7 +142,7 @@ def extract_features(
     encoder: nn.Module,
     entries: Sequence[ManifestEntry],
     cfg: EmbedConfig,
-    device: Union[str, torch.device, None] = None,
+    device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
 ) -> FeatureSet:
@@ -204,7 +205,9 @@ def extract_features(
     remap = torch.full((len(entries),), -1, dtype=torch.long)
     remap[kept] = torch.arange(len(kept))
     labels = torch.tensor([-1 if entries[i].label is None else int(entries[i].label) for i in kept], dtype=torch.long)
-    return FeatureSet(torch.cat(out_tokens), remap[ids[:, 0]], ids[:, 1], ids[:, 2], labels, [entries[i].path for i in kept])
+    return FeatureSet(
+        torch.cat(out_tokens), remap[ids[:, 0]], ids[:, 1], ids[:, 2], labels, [entries[i].path for i in kept]
+    )
 
 
 def _read_shard(directory: Path, shard: int, output: str, fmt: str) -> np.ndarray:
@@ -214,12 +217,12 @@ def _read_shard(directory: Path, shard: int, output: str, fmt: str) -> np.ndarra
     return np.load(stem.with_name(f"{stem.name}.{output}.npy"))
 
 
-def embedding_classes(directory: Union[str, Path]) -> Optional[list[str]]:
+def embedding_classes(directory: str | Path) -> list[str] | None:
     """The class names `tools/embed.py` numbered the labels of `directory` by (None: integer labels)."""
     return read_json(Path(directory) / CONFIG_FILE).get("classes")
 
 
-def load_embeddings(directory: Union[str, Path], output: Optional[str] = None) -> FeatureSet:
+def load_embeddings(directory: str | Path, output: str | None = None) -> FeatureSet:
     """Read what `tools/embed.py` wrote into a `FeatureSet`.
 
     `output` picks "tokens" (a (T', H', W', D) grid per row, for attentive probes) or "pooled"

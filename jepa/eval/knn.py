@@ -8,7 +8,7 @@ noise-free check that a representation groups videos by a factor.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor

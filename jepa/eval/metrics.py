@@ -8,7 +8,7 @@ functions take one score row per video. Top-k with k >= the number of classes is
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

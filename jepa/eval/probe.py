@@ -18,9 +18,10 @@ import itertools
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +30,10 @@ from torch import Tensor, nn
 
 from jepa.checkpoint_files import read_json, read_safetensors
 from jepa.eval.features import COMBINE_MODES, Combine, FeatureSet
+from jepa.eval.metrics import average_by_group, topk_accuracy
 from jepa.export.hf import is_hf_dir
 from jepa.export.hf_classifier import read_hf_probe
 from jepa.export.official_probe import RELEASED_PROBE_HEADS, read_official_probe
-from jepa.eval.metrics import average_by_group, topk_accuracy
 from jepa.models.attentive_pool import AttentivePooler
 
 PROBE_FORMAT = "jepa-probe"
@@ -55,7 +56,7 @@ class AttentiveClassifier(nn.Module):
         num_heads: int = 16,
         depth: int = 3,
         mlp_ratio: float = 4.0,
-        labels: Optional[Sequence[str]] = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -63,11 +64,18 @@ class AttentiveClassifier(nn.Module):
         if labels is not None and len(labels) != num_classes:
             raise ValueError(f"{len(labels)} labels for {num_classes} classes")
         self.config: dict[str, Any] = dict(
-            dim=dim, num_classes=num_classes, num_queries=num_queries, num_heads=num_heads, depth=depth, mlp_ratio=mlp_ratio
+            dim=dim,
+            num_classes=num_classes,
+            num_queries=num_queries,
+            num_heads=num_heads,
+            depth=depth,
+            mlp_ratio=mlp_ratio,
         )
         if labels is not None:
             self.config["labels"] = [str(name) for name in labels]
-        self.pooler = AttentivePooler(dim, num_queries=num_queries, num_heads=num_heads, depth=depth, mlp_ratio=mlp_ratio)
+        self.pooler = AttentivePooler(
+            dim, num_queries=num_queries, num_heads=num_heads, depth=depth, mlp_ratio=mlp_ratio
+        )
         # With several queries their outputs are concatenated, so no query's view is averaged away.
         self.linear = nn.Linear(dim * num_queries, num_classes)
         nn.init.trunc_normal_(self.linear.weight, std=0.02)
@@ -137,7 +145,11 @@ def _lr_at(it: int, total: int, warmup: int, peak: float) -> float:
 
 @torch.inference_mode()
 def predict_videos(
-    probe: nn.Module, features: FeatureSet, combine: Combine = "concat", batch_size: int = 64, device: Optional[torch.device] = None
+    probe: nn.Module,
+    features: FeatureSet,
+    combine: Combine = "concat",
+    batch_size: int = 64,
+    device: torch.device | None = None,
 ) -> Tensor:
     """(num_videos, num_classes) softmax averaged over every sample of each video."""
     device = device or next(probe.parameters()).device
@@ -145,14 +157,21 @@ def predict_videos(
     probe.eval()
     tokens, video = features.samples(combine)
     probs = torch.cat(
-        [probe(tokens[i : i + batch_size].to(device).float()).float().softmax(-1).cpu() for i in range(0, len(tokens), batch_size)]
+        [
+            probe(tokens[i : i + batch_size].to(device).float()).float().softmax(-1).cpu()
+            for i in range(0, len(tokens), batch_size)
+        ]
     )
     probe.train(was_training)
     return average_by_group(probs, video, features.num_videos)
 
 
 def evaluate_probe(
-    probe: nn.Module, features: FeatureSet, combine: Combine = "concat", ks: Sequence[int] = (1, 5), batch_size: int = 64
+    probe: nn.Module,
+    features: FeatureSet,
+    combine: Combine = "concat",
+    ks: Sequence[int] = (1, 5),
+    batch_size: int = 64,
 ) -> dict[str, float]:
     """Top-k accuracy (%) of per-video averaged predictions."""
     _labelled(features, "evaluation set")
@@ -162,10 +181,10 @@ def evaluate_probe(
 def train_probe(
     train: FeatureSet,
     cfg: ProbeConfig,
-    val: Optional[FeatureSet] = None,
-    num_classes: Optional[int] = None,
-    device: Union[str, torch.device, None] = None,
-    labels: Optional[Sequence[str]] = None,
+    val: FeatureSet | None = None,
+    num_classes: int | None = None,
+    device: str | torch.device | None = None,
+    labels: Sequence[str] | None = None,
 ) -> ProbeResult:
     """Train one probe per (lr, weight decay) on frozen `train` features; evaluate on `val`.
     `labels` names the classes; it is saved with the probe (tools/classify.py prints it)."""
@@ -229,7 +248,7 @@ def _write_atomic(path: Path, write: Any) -> None:
     os.replace(tmp, path)
 
 
-def save_probe(probe: AttentiveClassifier, path: Union[str, Path], meta: Optional[dict[str, Any]] = None) -> Path:
+def save_probe(probe: AttentiveClassifier, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """Write `config.json` (probe arguments + `meta`: encoder source, feature settings, labels...) and weights."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -240,7 +259,7 @@ def save_probe(probe: AttentiveClassifier, path: Union[str, Path], meta: Optiona
     return path
 
 
-def read_probe_config(path: Union[str, Path]) -> dict[str, Any]:
+def read_probe_config(path: str | Path) -> dict[str, Any]:
     """The `config.json` record of a probe directory (raises if it is not one)."""
     config = Path(path) / CONFIG_FILE
     if not config.is_file():
@@ -252,8 +271,8 @@ def read_probe_config(path: Union[str, Path]) -> dict[str, Any]:
 
 
 def load_probe(
-    path: Union[str, Path],
-    device: Union[str, torch.device, None] = None,
+    path: str | Path,
+    device: str | torch.device | None = None,
     head: int = 0,
     num_heads: int = RELEASED_PROBE_HEADS,
 ) -> AttentiveClassifier:

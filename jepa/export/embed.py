@@ -31,9 +31,10 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,18 +67,18 @@ class EmbedConfig:
     """How windows, views, batches and shards are made; see the module docstring."""
 
     frames_per_clip: int = 16
-    fps: Optional[float] = None
-    frame_step: Optional[int] = None
-    stride_s: Optional[float] = None
-    stride_frames: Optional[int] = None
-    num_clips: Optional[int] = None
+    fps: float | None = None
+    frame_step: int | None = None
+    stride_s: float | None = None
+    stride_frames: int | None = None
+    num_clips: int | None = None
     short_video: str = "pad"
     crop_size: int = 256
-    short_side: Optional[int] = None
+    short_side: int | None = None
     num_crops: int = 1
     outputs: tuple[str, ...] = ("pooled",)
     # Blocks whose (normed) outputs are concatenated per token; None = the last block's.
-    layers: Optional[tuple[int, ...]] = None
+    layers: tuple[int, ...] | None = None
     batch_size: int = 8
     videos_per_shard: int = 256
     format: str = "safetensors"
@@ -86,7 +87,7 @@ class EmbedConfig:
     backend: str = "auto"
     # Decoding worker processes; None: none on CPU, where the encoder is the bottleneck (and a
     # worker only takes cores from it), and one per core but one on CUDA, where decoding is.
-    num_workers: Optional[int] = None
+    num_workers: int | None = None
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
 
@@ -206,9 +207,9 @@ class ClipChunk:
     """Views of some windows of one video, or the reason the video gave no rows (`error`)."""
 
     video: int
-    views: Optional[Tensor] = None
+    views: Tensor | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
-    error: Optional[str] = None
+    error: str | None = None
     done: bool = False
 
 
@@ -348,22 +349,24 @@ def native_bf16(device: torch.device) -> bool:
     if device.type != "cpu":
         return False
     cpu = torch.cpu
-    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(
+        getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    )
 
 
-def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dtype]:
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for "auto" / "fp32" / "bf16" on `device` (None = fp32)."""
     if precision == "bf16" or (precision == "auto" and native_bf16(device)):
         return torch.bfloat16
     return None
 
 
-def encode(encoder: nn.Module, x: Tensor, layers: Optional[Sequence[int]] = None) -> Tensor:
+def encode(encoder: nn.Module, x: Tensor, layers: Sequence[int] | None = None) -> Tensor:
     """Tokens of `x`: the encoder's output, or its blocks `layers` concatenated on channels."""
     return encoder(x) if layers is None else encoder(x, out_layers=layers)
 
 
-def feature_dim(encoder: nn.Module, layers: Optional[Sequence[int]] = None) -> int:
+def feature_dim(encoder: nn.Module, layers: Sequence[int] | None = None) -> int:
     """Channels per token that `encode` gives; checks `layers` against the encoder's depth."""
     dim = int(encoder.embed_dim)  # type: ignore[arg-type]
     if layers is None:
@@ -452,13 +455,13 @@ def _check_or_write_config(out_dir: Path, record: dict[str, Any], overwrite: boo
 def extract_embeddings(
     encoder: nn.Module,
     entries: Sequence[ManifestEntry],
-    out_dir: Union[str, Path],
+    out_dir: str | Path,
     cfg: EmbedConfig,
-    device: Union[str, torch.device, None] = None,
+    device: str | torch.device | None = None,
     progress: bool = True,
     overwrite: bool = False,
     source: str = "",
-    classes: Optional[Sequence[str]] = None,
+    classes: Sequence[str] | None = None,
 ) -> EmbedSummary:
     """Embed every window of every entry into sharded files under `out_dir` (resumable).
 

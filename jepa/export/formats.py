@@ -10,14 +10,15 @@ an exported encoder is for frozen use.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any
 
 from safetensors.torch import save_file
 from torch import Tensor
 
-from jepa.export.raw import RawCheckpoint
 from jepa.checkpoint_files import CheckpointMismatchError, read_json, read_safetensors
+from jepa.export.raw import RawCheckpoint
 
 FORMAT = "jepa-export"
 FORMAT_VERSION = 1
@@ -31,12 +32,12 @@ def _jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def save_exported(
-    directory: Union[str, Path],
+    directory: str | Path,
     encoder_state: Mapping[str, Tensor],
     encoder_config: Mapping[str, Any],
-    predictor_state: Optional[Mapping[str, Tensor]] = None,
-    predictor_config: Optional[Mapping[str, Any]] = None,
-    meta: Optional[Mapping[str, Any]] = None,
+    predictor_state: Mapping[str, Tensor] | None = None,
+    predictor_config: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write an encoder (and optionally its predictor) in our exported format."""
     from jepa import __version__
@@ -62,7 +63,7 @@ def save_exported(
     return directory
 
 
-def is_exported_dir(directory: Union[str, Path]) -> bool:
+def is_exported_dir(directory: str | Path) -> bool:
     """True for a directory whose config.json declares our export format (a damaged config.json
     raises, naming the file, rather than reading as "some other format")."""
     cfg = Path(directory) / CONFIG_FILE
@@ -72,7 +73,7 @@ def is_exported_dir(directory: Union[str, Path]) -> bool:
     return isinstance(config, dict) and config.get("format") == FORMAT
 
 
-def read_exported(directory: Union[str, Path]) -> RawCheckpoint:
+def read_exported(directory: str | Path) -> RawCheckpoint:
     """Read a directory written by `save_exported`."""
     directory = Path(directory)
     config = read_json(directory / CONFIG_FILE)

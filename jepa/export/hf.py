@@ -17,8 +17,9 @@ Note: HF's predictor always uses mask token 1 (`mask_index=1` hard-wired); pass
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -164,9 +165,7 @@ def _square(img_size: Any) -> int:
     return int(h)
 
 
-def hf_config(
-    encoder_config: Mapping[str, Any], predictor_config: Optional[Mapping[str, Any]] = None
-) -> dict[str, Any]:
+def hf_config(encoder_config: Mapping[str, Any], predictor_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """`VJEPA2Config` fields (as a JSON dict) for our encoder / predictor constructor kwargs."""
     e = encoder_config
     if e.get("pos_embed", "rope") != "rope" or e.get("rope_layout", "released") != "released":
@@ -240,11 +239,11 @@ def configs_from_hf(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
 
 def save_hf(
-    directory: Union[str, Path],
+    directory: str | Path,
     encoder_state: Mapping[str, Tensor],
     encoder_config: Mapping[str, Any],
-    predictor_state: Optional[Mapping[str, Tensor]] = None,
-    predictor_config: Optional[Mapping[str, Any]] = None,
+    predictor_state: Mapping[str, Tensor] | None = None,
+    predictor_config: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `config.json` + `model.safetensors` that `transformers.VJEPA2Model.from_pretrained` opens.
 
@@ -260,7 +259,7 @@ def save_hf(
     return write_hf_dir(directory, tensors, cfg)
 
 
-def write_hf_dir(directory: Union[str, Path], tensors: Mapping[str, Tensor], cfg: Mapping[str, Any]) -> Path:
+def write_hf_dir(directory: str | Path, tensors: Mapping[str, Tensor], cfg: Mapping[str, Any]) -> Path:
     """`model.safetensors` (CPU, contiguous) + `config.json`: all `from_pretrained` reads."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -284,7 +283,7 @@ def read_hf_weights(directory: Path) -> dict[str, Tensor]:
     raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE}, {INDEX_FILE} or {BIN_FILE}")
 
 
-def is_hf_dir(directory: Union[str, Path]) -> bool:
+def is_hf_dir(directory: str | Path) -> bool:
     """True for a directory whose config.json declares model_type 'vjepa2'."""
     cfg = Path(directory) / CONFIG_FILE
     if not cfg.is_file():
@@ -293,7 +292,7 @@ def is_hf_dir(directory: Union[str, Path]) -> bool:
     return isinstance(config, dict) and config.get("model_type") == "vjepa2"
 
 
-def read_hf(directory: Union[str, Path]) -> RawCheckpoint:
+def read_hf(directory: str | Path) -> RawCheckpoint:
     """Read an HF `VJEPA2Model` (or `VJEPA2ForVideoClassification`) directory into our names."""
     directory = Path(directory)
     cfg = read_json(directory / CONFIG_FILE)

@@ -25,18 +25,31 @@ self-attention layers, one query), so only a probe of that shape can be written 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from jepa.export.hf import CONFIG_FILE, encoder_to_hf, hf_config, predictor_to_hf, read_hf_weights, write_hf_dir
 from jepa.checkpoint_files import CheckpointMismatchError, read_json
+from jepa.export.hf import CONFIG_FILE, encoder_to_hf, hf_config, predictor_to_hf, read_hf_weights, write_hf_dir
 
 # One transformer-layer tensor in HF's pooler: (ours, HF) module suffixes; q/k/v are stacked.
-_SELF = {"norm1": "layer_norm1", "norm2": "layer_norm2", "attn.proj": "self_attn.out_proj", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
-_CROSS = {"norm1": "layer_norm1", "norm2": "layer_norm2", "xattn.q": "cross_attn.q_proj", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+_SELF = {
+    "norm1": "layer_norm1",
+    "norm2": "layer_norm2",
+    "attn.proj": "self_attn.out_proj",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+_CROSS = {
+    "norm1": "layer_norm1",
+    "norm2": "layer_norm2",
+    "xattn.q": "cross_attn.q_proj",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
 _STACKED = {  # ours -> (HF prefix inside the layer, parts in stacking order)
     "attn.qkv": ("self_attn.", ("q_proj", "k_proj", "v_proj")),
     "xattn.kv": ("cross_attn.", ("k_proj", "v_proj")),
@@ -65,7 +78,9 @@ def probe_to_hf(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         else:
             unknown.append(key)
     if unknown:
-        raise CheckpointMismatchError(f"these probe tensors have no place in HF's classification head: {sorted(unknown)}")
+        raise CheckpointMismatchError(
+            f"these probe tensors have no place in HF's classification head: {sorted(unknown)}"
+        )
     return out
 
 
@@ -136,7 +151,7 @@ def probe_config_from_hf(cfg: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def _labels(cfg: Mapping[str, Any]) -> Optional[list[str]]:
+def _labels(cfg: Mapping[str, Any]) -> list[str] | None:
     id2label = cfg.get("id2label")
     if not id2label:
         return None
@@ -149,7 +164,7 @@ def _labels(cfg: Mapping[str, Any]) -> Optional[list[str]]:
 def hf_classifier_config(
     encoder_config: Mapping[str, Any],
     probe_config: Mapping[str, Any],
-    predictor_config: Optional[Mapping[str, Any]] = None,
+    predictor_config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`VJEPA2Config` fields of a `VJEPA2ForVideoClassification` for our encoder and probe."""
     cfg = hf_config(encoder_config, predictor_config)
@@ -177,12 +192,12 @@ def hf_classifier_config(
 
 
 def save_hf_classifier(
-    directory: Union[str, Path],
+    directory: str | Path,
     encoder_state: Mapping[str, Tensor],
     encoder_config: Mapping[str, Any],
     probe: torch.nn.Module,
-    predictor_state: Optional[Mapping[str, Tensor]] = None,
-    predictor_config: Optional[Mapping[str, Any]] = None,
+    predictor_state: Mapping[str, Tensor] | None = None,
+    predictor_config: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a directory `transformers.VJEPA2ForVideoClassification.from_pretrained` opens:
     our encoder (+ predictor) under `vjepa2.`, the probe as its pooler and classifier."""
@@ -197,7 +212,7 @@ def save_hf_classifier(
     return write_hf_dir(directory, tensors, cfg)
 
 
-def read_hf_probe(directory: Union[str, Path]) -> tuple[dict[str, Any], dict[str, Tensor]]:
+def read_hf_probe(directory: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """(AttentiveClassifier arguments, state dict) of an HF `VJEPA2ForVideoClassification` directory."""
     directory = Path(directory)
     cfg = read_json(directory / CONFIG_FILE)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import os
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union, cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +37,7 @@ from jepa.models.predictor import VisionTransformerPredictor
 from jepa.models.vit import VisionTransformer
 
 log = logging.getLogger(__name__)
-Source = Union[str, os.PathLike]
+Source = str | os.PathLike
 
 
 @dataclass
@@ -45,9 +46,9 @@ class LoadedModels:
 
     format: str
     source: str
-    encoder: Optional[VisionTransformer] = None
-    target_encoder: Optional[VisionTransformer] = None
-    predictor: Optional[VisionTransformerPredictor] = None
+    encoder: VisionTransformer | None = None
+    target_encoder: VisionTransformer | None = None
+    predictor: VisionTransformerPredictor | None = None
     notes: list[str] = field(default_factory=list)
     reports: list[LoadReport] = field(default_factory=list)
 
@@ -73,8 +74,8 @@ def _is_training_source(path: Path) -> bool:
 
 def read_source(
     source: Source,
-    encoder_kwargs: Optional[Mapping[str, Any]] = None,
-    predictor_kwargs: Optional[Mapping[str, Any]] = None,
+    encoder_kwargs: Mapping[str, Any] | None = None,
+    predictor_kwargs: Mapping[str, Any] | None = None,
 ) -> RawCheckpoint:
     """Detect the format of `source` and read it into our names (no models are built)."""
     text = os.fspath(source)
@@ -104,7 +105,7 @@ def read_source(
 
 
 def _apply_overrides(
-    raw: RawCheckpoint, encoder_kwargs: Optional[Mapping[str, Any]], predictor_kwargs: Optional[Mapping[str, Any]]
+    raw: RawCheckpoint, encoder_kwargs: Mapping[str, Any] | None, predictor_kwargs: Mapping[str, Any] | None
 ) -> None:
     raw.encoder_config.update(encoder_kwargs or {})
     if raw.predictor_config is not None:
@@ -130,7 +131,7 @@ def instantiate(
     return module, load_state(module, _as_float(state), strict=strict, what=what)
 
 
-def _finish(module: nn.Module, device: Optional[Union[str, torch.device]], dtype: Optional[torch.dtype]) -> nn.Module:
+def _finish(module: nn.Module, device: str | torch.device | None, dtype: torch.dtype | None) -> nn.Module:
     module.to(device=device, dtype=dtype)
     return module.eval()
 
@@ -139,8 +140,8 @@ def build_models(
     raw: RawCheckpoint,
     roles: tuple[str, ...] = ROLES,
     strict: bool = True,
-    device: Optional[Union[str, torch.device]] = None,
-    dtype: Optional[torch.dtype] = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
 ) -> LoadedModels:
     """Build and fill the models of `roles` that `raw` holds; absent roles stay None."""
     unknown = set(roles) - set(ROLES)
@@ -169,10 +170,10 @@ def load_models(
     *,
     roles: tuple[str, ...] = ROLES,
     strict: bool = True,
-    device: Optional[Union[str, torch.device]] = None,
-    dtype: Optional[torch.dtype] = None,
-    encoder_kwargs: Optional[Mapping[str, Any]] = None,
-    predictor_kwargs: Optional[Mapping[str, Any]] = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    encoder_kwargs: Mapping[str, Any] | None = None,
+    predictor_kwargs: Mapping[str, Any] | None = None,
 ) -> LoadedModels:
     """Load every model of `roles` that `source` holds ("target_encoder", "encoder", "predictor").
 
@@ -188,8 +189,8 @@ def load_encoder(
     *,
     which: str = "target_encoder",
     strict: bool = True,
-    device: Optional[Union[str, torch.device]] = None,
-    dtype: Optional[torch.dtype] = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
     **encoder_kwargs: Any,
 ) -> VisionTransformer:
     """Load one encoder in eval mode: the EMA `target_encoder` by default (falling back to
@@ -210,9 +211,9 @@ def load_predictor(
     source: Source,
     *,
     strict: bool = True,
-    device: Optional[Union[str, torch.device]] = None,
-    dtype: Optional[torch.dtype] = None,
-    encoder_kwargs: Optional[Mapping[str, Any]] = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    encoder_kwargs: Mapping[str, Any] | None = None,
     **predictor_kwargs: Any,
 ) -> VisionTransformerPredictor:
     """Load the predictor of a source in eval mode (KeyError if it has none)."""

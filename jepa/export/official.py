@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any
 
 from torch import Tensor
 
@@ -108,7 +109,7 @@ def mlp_ratio_of(hidden: int, dim: int) -> float:
     raise CheckpointMismatchError(f"no mlp_ratio gives {hidden} hidden units for width {dim}")
 
 
-def _grid_from_rows(rows: int, tubelet: int, num_frames: Optional[int]) -> tuple[int, int]:
+def _grid_from_rows(rows: int, tubelet: int, num_frames: int | None) -> tuple[int, int]:
     """(num_frames, square image side in tokens) for a sin-cos table of `rows` positions."""
     candidates = [num_frames] if num_frames else [16, 8, 32, 64, 4, 2, 1]
     for frames in candidates:
@@ -191,9 +192,9 @@ def infer_predictor_config(
 
 
 def read_official(
-    path: Union[str, Path],
-    encoder_overrides: Optional[Mapping[str, Any]] = None,
-    predictor_overrides: Optional[Mapping[str, Any]] = None,
+    path: str | Path,
+    encoder_overrides: Mapping[str, Any] | None = None,
+    predictor_overrides: Mapping[str, Any] | None = None,
 ) -> RawCheckpoint:
     """Read an official `.pt` (or a bare state dict in `.pt` / `.safetensors`) into a RawCheckpoint."""
     path = Path(path)

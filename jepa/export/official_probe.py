@@ -11,7 +11,7 @@ can be read from the shapes; the released probes use 16 (`num_heads`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from torch import Tensor
 
@@ -37,7 +37,9 @@ def probe_config_from_state(state: dict[str, Tensor], num_heads: int = RELEASED_
     depth = count_blocks(state, "pooler.blocks.") if any(k.startswith("pooler.blocks.") for k in state) else 0
     num_queries = int(queries.shape[1])
     if int(linear.shape[1]) != dim * num_queries:
-        raise CheckpointMismatchError(f"linear takes {linear.shape[1]} features, expected {dim} x {num_queries} queries")
+        raise CheckpointMismatchError(
+            f"linear takes {linear.shape[1]} features, expected {dim} x {num_queries} queries"
+        )
     return dict(
         dim=dim,
         num_classes=int(linear.shape[0]),
@@ -49,7 +51,7 @@ def probe_config_from_state(state: dict[str, Tensor], num_heads: int = RELEASED_
 
 
 def read_official_probe(
-    path: Union[str, Path], head: int = 0, num_heads: int = RELEASED_PROBE_HEADS
+    path: str | Path, head: int = 0, num_heads: int = RELEASED_PROBE_HEADS
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """(AttentiveClassifier arguments, state dict) of head `head` of an official probe file."""
     ckpt = load_torch_file(path)

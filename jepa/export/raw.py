@@ -8,7 +8,7 @@ one code path (`jepa.export.load`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from torch import Tensor
 
@@ -29,7 +29,7 @@ class RawCheckpoint:
     source: str
     states: dict[str, dict[str, Tensor]]
     encoder_config: dict[str, Any]
-    predictor_config: Optional[dict[str, Any]] = None
+    predictor_config: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
     def encoder_state(self, which: str) -> tuple[str, dict[str, Tensor]]:

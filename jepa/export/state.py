@@ -9,8 +9,8 @@ non-strict mode loads what fits and warns with the same list.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import torch
 from torch import Tensor, nn

@@ -9,21 +9,21 @@ keeps the config -> architecture mapping in one place.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
 
-from jepa.export.raw import RawCheckpoint
 from jepa.checkpoint_files import CheckpointMismatchError, read_safetensors
+from jepa.export.raw import RawCheckpoint
 from jepa.train.checkpoint import CKPT_DIRNAME, CONFIG_FILE, MODEL_FILE, find_latest, split_prefixed
 
 
-def is_run_dir(path: Union[str, Path]) -> bool:
+def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / CKPT_DIRNAME).is_dir()
 
 
-def is_training_checkpoint(path: Union[str, Path]) -> bool:
+def is_training_checkpoint(path: str | Path) -> bool:
     path = Path(path)
     return (path / MODEL_FILE).is_file() and (path / CONFIG_FILE).is_file()
 
@@ -40,7 +40,7 @@ def model_configs(model_cfg: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return dict(encoder.config), dict(predictor.config)
 
 
-def read_training(path: Union[str, Path]) -> RawCheckpoint:
+def read_training(path: str | Path) -> RawCheckpoint:
     """Read the latest checkpoint of a run directory, or the given checkpoint directory."""
     path = Path(path)
     if is_run_dir(path) and not is_training_checkpoint(path):

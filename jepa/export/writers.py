@@ -11,7 +11,7 @@ Formats:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 
@@ -27,7 +27,7 @@ PT2_FILE = "encoder.pt2"
 
 
 def export_program(
-    encoder: VisionTransformer, path: Union[str, Path], num_frames: int, img_size: int, batch: int = 2
+    encoder: VisionTransformer, path: str | Path, num_frames: int, img_size: int, batch: int = 2
 ) -> Path:
     """Save a `torch.export` program of `encoder` for (B, C, num_frames, img_size, img_size) clips."""
     path = Path(path)
@@ -41,19 +41,19 @@ def export_program(
 
 
 def export_encoder(
-    model_or_source: Union[VisionTransformer, Source],
-    out: Union[str, Path],
+    model_or_source: VisionTransformer | Source,
+    out: str | Path,
     format: str = "jepa",
     *,
     which: str = "target_encoder",
-    predictor: Union[bool, VisionTransformerPredictor, None] = False,
+    predictor: bool | VisionTransformerPredictor | None = False,
     strict: bool = True,
-    num_frames: Optional[int] = None,
-    img_size: Optional[int] = None,
-    meta: Optional[dict[str, Any]] = None,
-    encoder_kwargs: Optional[dict[str, Any]] = None,
-    predictor_kwargs: Optional[dict[str, Any]] = None,
-    probe: Optional[torch.nn.Module] = None,
+    num_frames: int | None = None,
+    img_size: int | None = None,
+    meta: dict[str, Any] | None = None,
+    encoder_kwargs: dict[str, Any] | None = None,
+    predictor_kwargs: dict[str, Any] | None = None,
+    probe: torch.nn.Module | None = None,
 ) -> Path:
     """Export an encoder; returns the written directory (or `.pt2` file).
 
@@ -69,7 +69,7 @@ def export_encoder(
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
     if probe is not None and format != "hf":
         raise ValueError(f"a probe is exported only in the hf format (VJEPA2ForVideoClassification), not {format!r}")
-    pred: Optional[VisionTransformerPredictor] = None
+    pred: VisionTransformerPredictor | None = None
     info: dict[str, Any] = dict(meta or {})
     if isinstance(model_or_source, VisionTransformer):
         encoder = model_or_source

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -92,7 +92,7 @@ class MaskConfig:
     temporal_scale: tuple[float, float] = (1.0, 1.0)
     aspect_ratio: tuple[float, float] = (0.75, 1.5)
     max_temporal_keep: float = 1.0
-    max_keep: Optional[int] = None
+    max_keep: int | None = None
     min_keep: int = 1
     full_complement: bool = False
     context_window: str = "first"
@@ -116,9 +116,7 @@ class MaskConfig:
             if not _is_int(self.max_keep) or self.max_keep < 1:
                 raise ValueError(f"max_keep must be None or an integer >= 1, got {self.max_keep!r}")
             if self.max_keep < self.min_keep:
-                raise ValueError(
-                    f"max_keep ({self.max_keep}) must be >= min_keep ({self.min_keep})"
-                )
+                raise ValueError(f"max_keep ({self.max_keep}) must be >= min_keep ({self.min_keep})")
         if not isinstance(self.full_complement, bool):
             raise ValueError(f"full_complement must be a bool, got {self.full_complement!r}")
         if self.context_window not in ("first", "random"):
@@ -151,7 +149,7 @@ def mask_configs_from_dicts(items: Sequence[Mapping[str, Any]]) -> list[MaskConf
     Unknown keys raise instead of being ignored, so a typo cannot silently fall back to a
     default; ``max_keep: null`` is accepted as in the released YAML.
     """
-    if isinstance(items, Mapping) or isinstance(items, (str, bytes)):
+    if isinstance(items, (Mapping, str, bytes)):
         raise ValueError("mask configs must be a list of mappings, one per mask config")
     allowed = {f.name for f in fields(MaskConfig)}
     configs = []
@@ -170,16 +168,19 @@ def mask_configs_from_dicts(items: Sequence[Mapping[str, Any]]) -> list[MaskConf
     return configs
 
 
-def token_grid(
-    num_frames: int, img_size: int | tuple[int, int], patch_size: int, tubelet_size: int
-) -> Grid:
+def token_grid(num_frames: int, img_size: int | tuple[int, int], patch_size: int, tubelet_size: int) -> Grid:
     """(T', H', W') of the patch-embedded clip; an image (num_frames=1) is one tubelet."""
     named = (("num_frames", num_frames), ("patch_size", patch_size), ("tubelet_size", tubelet_size))
     for name, value in named:
         if not _is_int(value) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     size = (img_size, img_size) if _is_int(img_size) else img_size
-    if isinstance(size, str) or not isinstance(size, Sequence) or len(size) != 2 or not all(_is_int(s) and s >= 1 for s in size):
+    if (
+        isinstance(size, str)
+        or not isinstance(size, Sequence)
+        or len(size) != 2
+        or not all(_is_int(s) and s >= 1 for s in size)
+    ):
         raise ValueError(f"img_size must be an int or (height, width) of ints >= 1, got {img_size!r}")
     if any(s % patch_size for s in size):
         raise ValueError(f"img_size {size} is not divisible by patch_size {patch_size}")
@@ -318,9 +319,7 @@ class MaskSampler:
         """Sampler on the token grid of a clip of the given size (see :func:`token_grid`)."""
         return cls(configs, token_grid(num_frames, img_size, patch_size, tubelet_size))
 
-    def __call__(
-        self, batch_size: int, generator: torch.Generator
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def __call__(self, batch_size: int, generator: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         contexts, targets = [], []
         for gen in self.generators:
             ctx, tgt = gen(batch_size, generator)

@@ -17,7 +17,7 @@ itself accumulates in fp32), like every other bf16 matmul under autocast.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,7 +37,7 @@ def use_cpu_attention(device: torch.device, dtype: torch.dtype) -> bool:
     return enabled and device.type == "cpu" and dtype == torch.bfloat16
 
 
-def cpu_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+def cpu_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None) -> Tensor:
     """softmax(q k^T / sqrt(d) [+ mask]) v for (B, H, N, d) tensors; the semantics of
     `F.scaled_dot_product_attention` without dropout (bool mask: True = attend; float: added)."""
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
@@ -47,7 +47,7 @@ def cpu_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] =
     return _GroupedAttention.apply(q, k, v, attn_mask)
 
 
-_opaque: Optional[Callable[..., Tensor]] = None
+_opaque: Callable[..., Tensor] | None = None
 
 
 def opaque_cpu_attention() -> Callable[..., Tensor]:
@@ -77,7 +77,7 @@ def _groups(b: int, h: int, block: int) -> Iterator[tuple[slice, slice]]:
                 yield slice(i, i + 1), slice(j, j + size)
 
 
-def _probs(q: Tensor, k: Tensor, mask: Optional[Tensor]) -> Tensor:
+def _probs(q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
     """Softmax over keys of (already scaled) q k^T, masked as SDPA masks."""
     s = torch.matmul(q, k.transpose(-2, -1))
     if mask is not None:
@@ -87,7 +87,7 @@ def _probs(q: Tensor, k: Tensor, mask: Optional[Tensor]) -> Tensor:
 
 class _GroupedAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
         b, h, nq, d = q.shape
         scale = d**-0.5
         out = q.new_empty(b, h, nq, v.shape[-1])
@@ -101,7 +101,7 @@ class _GroupedAttention(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Optional[Tensor], ...]:
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         qs, k, v, mask = ctx.saved_tensors
         b, h, nq, _ = qs.shape
         grad_out = grad_out.to(qs.dtype).contiguous()

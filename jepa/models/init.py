@@ -8,7 +8,7 @@ are divided by sqrt(2 * (i + 1)) so deep stacks start with a bounded residual st
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -10,7 +10,7 @@ equivariant, so this only fixes the order of floating-point work.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,7 +32,7 @@ class VisionTransformerPredictor(nn.Module):
 
     def __init__(
         self,
-        img_size: Union[int, tuple[int, int]] = 224,
+        img_size: int | tuple[int, int] = 224,
         patch_size: int = 16,
         num_frames: int = 16,
         tubelet_size: int = 2,
@@ -88,7 +88,7 @@ class VisionTransformerPredictor(nn.Module):
         self.mask_tokens = nn.ParameterList(
             nn.Parameter(torch.zeros(1, 1, predictor_embed_dim)) for _ in range(num_mask_tokens)
         )
-        self.predictor_pos_embed: Optional[Tensor]
+        self.predictor_pos_embed: Tensor | None
         if pos_embed == "sincos":
             self.register_buffer("predictor_pos_embed", sincos_3d(predictor_embed_dim, self.grid).unsqueeze(0))
         else:
@@ -126,9 +126,9 @@ class VisionTransformerPredictor(nn.Module):
         ctx_idx: Tensor,
         tgt_idx: Tensor,
         mask_index: int = 0,
-        grid: Optional[tuple[int, int, int]] = None,
+        grid: tuple[int, int, int] | None = None,
         return_context: bool = False,
-    ) -> Union[Tensor, tuple[Tensor, Tensor]]:
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """ctx (B, Kc, D) encoder tokens at ctx_idx (B, Kc); returns predictions (B, Kt, D) at tgt_idx.
 
         `mask_index` picks mask_tokens[mask_index % num_mask_tokens]; `grid` is the token

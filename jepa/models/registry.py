@@ -7,8 +7,9 @@ constructor argument overridden; `register_model` adds new names from anywhere.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from jepa.models.predictor import VisionTransformerPredictor
 from jepa.models.vit import VisionTransformer
@@ -48,7 +49,7 @@ def register_model(fn: Callable[..., VisionTransformer]) -> Callable[..., Vision
     return fn
 
 
-def list_models(pattern: Optional[str] = None) -> list[str]:
+def list_models(pattern: str | None = None) -> list[str]:
     """Registered names, sorted, optionally filtered by a shell-style pattern ('vit_*')."""
     names = sorted(_MODELS)
     return names if pattern is None else fnmatch.filter(names, pattern)

@@ -22,7 +22,7 @@ place of the positions: the result is bit-identical and each layer skips the tri
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, Optional, Union
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -42,7 +42,7 @@ def index_to_position(idx: Tensor, grid: tuple[int, int, int]) -> Tensor:
     return torch.stack((frame, row, col), dim=-1).float()
 
 
-def grid_positions(grid: tuple[int, int, int], device: Optional[torch.device] = None) -> Tensor:
+def grid_positions(grid: tuple[int, int, int], device: torch.device | None = None) -> Tensor:
     """(T*H*W, 3) positions of every token of a grid, in t-major order."""
     n = grid[0] * grid[1] * grid[2]
     return index_to_position(torch.arange(n, device=device), grid)
@@ -84,13 +84,13 @@ class RoPE3D:
     def __repr__(self) -> str:
         return f"RoPE3D(head_dim={self.head_dim}, axis_dim={self.axis_dim}, layout={self.layout}, theta={self.theta})"
 
-    def frequencies(self, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    def frequencies(self, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         """(d/2,) frequencies, computed in the same op order as the released code."""
         half = self.axis_dim // 2
         omega = torch.arange(half, dtype=dtype, device=device) / (half * 1.0)
         return 1.0 / self.theta**omega
 
-    def angles(self, pos: Tensor, axis_mask: Optional[Tensor] = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    def angles(self, pos: Tensor, axis_mask: Tensor | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
         """Per-channel angles (..., N, 3 * d) for positions (..., N, 3), in float32 (or float64).
 
         A False entry of `axis_mask` zeroes that axis' position, i.e. leaves those channels
@@ -110,7 +110,7 @@ class RoPE3D:
             table = freq.repeat_interleave(2, dim=-1)
         return table.flatten(-2)
 
-    def tables(self, pos: Tensor, axis_mask: Optional[Tensor] = None, dtype: torch.dtype = torch.float32) -> RopeTables:
+    def tables(self, pos: Tensor, axis_mask: Tensor | None = None, dtype: torch.dtype = torch.float32) -> RopeTables:
         """cos / signed-sin tables for positions (N, 3) or (B, N, 3); see `RopeTables`. Even head_dim only."""
         if self.head_dim % 2:
             raise ValueError(f"rope tables need an even head_dim, got {self.head_dim}")
@@ -126,7 +126,7 @@ class RoPE3D:
             cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, N, head_dim): broadcast over heads
         return RopeTables(cos, sin)
 
-    def apply(self, x: Tensor, pos: Union[Tensor, RopeTables], axis_mask: Optional[Tensor] = None) -> Tensor:
+    def apply(self, x: Tensor, pos: Tensor | RopeTables, axis_mask: Tensor | None = None) -> Tensor:
         """Rotate x (B, H, N, head_dim) (any leading dims before H) by positions (N, 3) or
         (B, N, 3), or by tables from `tables()` (which already include any axis mask)."""
         if x.shape[-1] != self.head_dim:
@@ -147,7 +147,7 @@ class RoPE3D:
         swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
         return x * tables.cos.to(x.dtype) + swapped * tables.sin.to(x.dtype)
 
-    def _apply_sliced(self, x: Tensor, pos: Tensor, axis_mask: Optional[Tensor]) -> Tensor:
+    def _apply_sliced(self, x: Tensor, pos: Tensor, axis_mask: Tensor | None) -> Tensor:
         """Odd head dims cannot be paired whole: rotate the first 3 * d channels, keep the rest."""
         theta = self.angles(pos, axis_mask, torch.float64 if x.dtype == torch.float64 else torch.float32)
         if theta.ndim == 3:
@@ -161,7 +161,7 @@ class RoPE3D:
     __call__ = apply
 
 
-def shared_tables(rope: Optional["RoPE3D"], pos: Optional[Tensor], like: Tensor) -> Optional[Union[Tensor, RopeTables]]:
+def shared_tables(rope: RoPE3D | None, pos: Tensor | None, like: Tensor) -> Tensor | RopeTables | None:
     """cos/sin tables computed once for a stack of blocks that all rotate by ``pos``.
 
     Same numbers as rotating inside each block, but one table per forward instead of two per

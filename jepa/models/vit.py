@@ -9,7 +9,8 @@ for sin-cos, the `pos_embed` buffer.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +26,7 @@ POS_EMBED_TYPES: tuple[str, ...] = ("rope", "sincos")
 Grid = tuple[int, int, int]
 
 
-def as_hw(img_size: Union[int, tuple[int, int]]) -> tuple[int, int]:
+def as_hw(img_size: int | tuple[int, int]) -> tuple[int, int]:
     """Normalise an int or (H, W) image size to (H, W)."""
     h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     return int(h), int(w)
@@ -55,7 +56,7 @@ class VisionTransformer(nn.Module):
 
     def __init__(
         self,
-        img_size: Union[int, tuple[int, int]] = 224,
+        img_size: int | tuple[int, int] = 224,
         patch_size: int = 16,
         num_frames: int = 16,
         tubelet_size: int = 2,
@@ -105,7 +106,7 @@ class VisionTransformer(nn.Module):
         self.use_activation_checkpointing = use_activation_checkpointing
 
         self.patch_embed = PatchEmbed3D(in_chans, embed_dim, patch_size, tubelet_size)
-        self.pos_embed: Optional[Tensor]
+        self.pos_embed: Tensor | None
         if pos_embed == "sincos":
             # Fixed, never trained; persistent so it is saved like the official `pos_embed`.
             self.register_buffer("pos_embed", sincos_3d(embed_dim, self.grid).unsqueeze(0))
@@ -149,10 +150,12 @@ class VisionTransformer(nn.Module):
         """Validated block numbers (1 = after the first block, depth = the usual output)."""
         layers = tuple(int(k) for k in out_layers)
         if not layers or any(not 1 <= k <= self.depth for k in layers):
-            raise ValueError(f"out_layers must be a non-empty list of block numbers in 1..{self.depth}, got {list(out_layers)}")
+            raise ValueError(
+                f"out_layers must be a non-empty list of block numbers in 1..{self.depth}, got {list(out_layers)}"
+            )
         return layers
 
-    def forward(self, x: Tensor, masks: Optional[Tensor] = None, out_layers: Optional[Sequence[int]] = None) -> Tensor:
+    def forward(self, x: Tensor, masks: Tensor | None = None, out_layers: Sequence[int] | None = None) -> Tensor:
         """x: (B, C, T, H, W) or (B, C, H, W); masks: (B, K) indices of tokens to keep.
 
         `out_layers` (block numbers, 1..depth) returns the outputs of those blocks, each through
@@ -164,7 +167,7 @@ class VisionTransformer(nn.Module):
         tokens = self.patch_embed(x)
         if self.pos_embed is not None:
             tokens = tokens + interpolate_pos_embed(self.pos_embed, self.grid, grid).to(tokens.dtype)
-        pos: Optional[Union[Tensor, RopeTables]] = None
+        pos: Tensor | RopeTables | None = None
         if masks is not None:
             tokens = gather_tokens(tokens, masks)
             if self.pos_embed is None:

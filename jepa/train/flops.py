@@ -6,7 +6,7 @@ than a profiler) makes the figure comparable across kernels, compile modes and m
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -38,9 +38,7 @@ def predictor_flops(predictor: nn.Module, n_ctx: int, n_tgt: int) -> int:
     return embed + blocks + proj
 
 
-def step_flops(
-    model: nn.Module, batch: int, frames: int, img: int, n_ctx: Sequence[int], n_tgt: Sequence[int]
-) -> int:
+def step_flops(model: nn.Module, batch: int, frames: int, img: int, n_ctx: Sequence[int], n_tgt: Sequence[int]) -> int:
     """Target forward + (forward + 2x backward) of context encoder and predictor per mask config."""
     enc = model.encoder
     n = _tokens(enc, frames, img)

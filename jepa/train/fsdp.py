@@ -156,7 +156,9 @@ def is_named_optimizer_state(state: Mapping[str, Any]) -> bool:
     return any(isinstance(p, str) for g in groups for p in g.get("params", []))
 
 
-def named_optimizer_state(state: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def named_optimizer_state(
+    state: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
     """Re-key a plain ``optimizer.state_dict()`` (integer ids) by parameter name.
 
     Ids number the parameters of ``optimizer.param_groups`` in order; the optimizer passed
@@ -180,6 +182,7 @@ def check_optimizer_groups(saved: Mapping[str, Any], optimizer: torch.optim.Opti
     ``lr_scale`` differs, succeeds and silently keeps the saved scale; both come from resuming
     with another ``optim.predictor_lr_scale``.
     """
+
     def layout(groups: Any) -> list[tuple[Any, Any, int]]:
         return [(g.get("apply_wd"), g.get("lr_scale"), len(g["params"])) for g in groups]
 

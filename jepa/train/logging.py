@@ -4,8 +4,9 @@ checks) and TensorBoard through accelerate's tracker."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -24,7 +25,7 @@ class JsonlMetrics:
         if self.path.exists():
             kept = [r for r in read_metrics(self.path) if r.get("step", -1) < resume_step]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        self._fh = open(self.path, "a")
+        self._fh = open(self.path, "a")  # noqa: SIM115 - held for the run, closed by close()
 
     def log(self, record: Mapping[str, Any]) -> None:
         self._fh.write(json.dumps(dict(record)) + "\n")

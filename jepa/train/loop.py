@@ -12,8 +12,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -29,7 +30,6 @@ from jepa.masks.multiblock import MaskSampler
 from jepa.models.cpu_attention import use_cpu_attention
 from jepa.models.layers import compile_blocks
 from jepa.train import build, fsdp, onednn
-from jepa.train.config import validate_config
 from jepa.train.checkpoint import (
     find_latest,
     load_checkpoint,
@@ -39,6 +39,7 @@ from jepa.train.checkpoint import (
     set_rng_state,
     split_prefixed,
 )
+from jepa.train.config import validate_config
 from jepa.train.distributed import apply_slurm_env
 from jepa.train.logging import JsonlMetrics
 from jepa.train.schedules import Cosine, Linear, WarmupDecay
@@ -66,7 +67,9 @@ def _schedules(cfg: Any) -> tuple[WarmupDecay, Cosine, Linear, WarmupDecay]:
     # The context weight's warm-up, lambda (step + 1) / n up to lambda: it starts at lambda / n,
     # never 0, because a weight of 0 switches the term off and its statistic would log only sometimes.
     n = max(1, o.context_warmup_steps)
-    ctx = WarmupDecay(start=o.context_weight / n, peak=o.context_weight, final=o.context_weight, warmup=n - 1, total=total)
+    ctx = WarmupDecay(
+        start=o.context_weight / n, peak=o.context_weight, final=o.context_weight, warmup=n - 1, total=total
+    )
     return lr, wd, ema, ctx
 
 
@@ -78,9 +81,7 @@ def load_for_new_shape(module: torch.nn.Module, weights: dict[str, torch.Tensor]
     table is the right one for its shape and the old one is dropped.
     """
     own = module.state_dict()
-    kept = {
-        k: v for k, v in weights.items() if not (k.endswith("pos_embed") and k in own and own[k].shape != v.shape)
-    }
+    kept = {k: v for k, v in weights.items() if not (k.endswith("pos_embed") and k in own and own[k].shape != v.shape)}
     missing, unexpected = module.load_state_dict(kept, strict=False)
     missing = [k for k in missing if k not in weights or not k.endswith("pos_embed")]
     if missing or unexpected:
@@ -398,7 +399,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 if warning:
                     log.warning(warning)
                 bar.set_postfix(
-                    loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", clips_s=f"{record['clips_per_s']:.1f}",
+                    loss=f"{loss_value:.4f}",
+                    lr=f"{lr:.2e}",
+                    clips_s=f"{record['clips_per_s']:.1f}",
                     wait=f"{record['data_wait']:.0%}",
                 )
                 bar.update(1)

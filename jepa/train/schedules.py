@@ -65,4 +65,3 @@ class Linear:
     def __call__(self, step: int) -> float:
         progress = min(1.0, step / max(1, self.total - 1))
         return self.start + (self.final - self.start) * progress
-

@@ -7,7 +7,7 @@ target encoder has none) and so that the student/teacher logic lives in one plac
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,7 @@ class CollapseMonitor:
         self.threshold = threshold
         self.collapsed = False
 
-    def update(self, step: int, feat_std: float) -> Optional[str]:
+    def update(self, step: int, feat_std: float) -> str | None:
         """The message to log at this step, if the state changed (None otherwise)."""
         low = feat_std < self.threshold
         if low == self.collapsed:
@@ -71,7 +71,9 @@ def distance_to_targets(ctx_idx: Tensor, tgt_idx: Tensor, grid: tuple[int, int, 
     check_indices(ctx_idx, n)
     check_indices(tgt_idx, n)
     if ctx_idx.shape[0] != tgt_idx.shape[0] or tgt_idx.shape[1] == 0:
-        raise ValueError(f"need targets in every sample: context {tuple(ctx_idx.shape)}, targets {tuple(tgt_idx.shape)}")
+        raise ValueError(
+            f"need targets in every sample: context {tuple(ctx_idx.shape)}, targets {tuple(tgt_idx.shape)}"
+        )
     ctx_pos = index_to_position(ctx_idx, grid)
     return torch.cdist(ctx_pos, index_to_position(tgt_idx.to(ctx_pos.device), grid)).amin(dim=-1)
 
@@ -87,8 +89,8 @@ def masked_prediction_loss(
     per_config_mask_tokens: bool,
     first_config: int = 0,
     context_weight: float = 0.0,
-    out_layers: Optional[Sequence[int]] = None,
-) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    out_layers: Sequence[int] | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """Mean over mask configs of ``mean |predictor(encoder(context)) - targets[target idx]|^e / e``.
 
     The one masked-prediction loop shared by the latent (JEPA) and pixel objectives, so the two
@@ -104,9 +106,8 @@ def masked_prediction_loss(
     `out_layers` are the encoder blocks whose outputs (concatenated) the predictor takes.
     """
     if len(masks_ctx) != len(masks_tgt) or not masks_ctx:
-        raise ValueError(
-            f"need one (context, target) pair per mask config, got {len(masks_ctx)} and {len(masks_tgt)}"
-        )
+        raise ValueError(f"need one (context, target) pair per mask config, got {len(masks_ctx)} and {len(masks_tgt)}")
+
     def powered_error(pred: Tensor, idx: Tensor) -> Tensor:
         error = torch.abs(pred.to(targets.dtype) - gather_tokens(targets, idx))
         # x ** 1 is x: skipping the pow for L1 saves a pass and a saved tensor, same values.
@@ -244,7 +245,7 @@ class JEPA(nn.Module):
         clips: Tensor,
         masks_ctx: Sequence[Tensor],
         masks_tgt: Sequence[Tensor],
-        targets: Optional[Tensor] = None,
+        targets: Tensor | None = None,
         first_config: int = 0,
         num_configs: int = 0,
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -257,8 +258,17 @@ class JEPA(nn.Module):
         """
         h = self.targets(clips) if targets is None else targets
         loss, first, context = masked_prediction_loss(
-            self.encoder, self.predictor, clips, masks_ctx, masks_tgt, h, self.loss_exp, self.per_config_mask_tokens,
-            first_config, self.context_weight, self.levels or None,
+            self.encoder,
+            self.predictor,
+            clips,
+            masks_ctx,
+            masks_tgt,
+            h,
+            self.loss_exp,
+            self.per_config_mask_tokens,
+            first_config,
+            self.context_weight,
+            self.levels or None,
         )
         if self.levels:
             h, first = h[..., -self.encoder.embed_dim :], first[..., -self.encoder.embed_dim :]

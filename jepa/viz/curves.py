@@ -9,7 +9,8 @@ panel is drawn at twice the size and scaled down, which anti-aliases lines and t
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw

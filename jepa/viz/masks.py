@@ -9,7 +9,7 @@ pixels, so the tint is a stack of blocks that stay in place across a tubelet.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ LEGEND = (
     ("dropped: batch-length cut", DROPPED_COLOR),
 )
 
-Indices = Union[torch.Tensor, np.ndarray, Sequence[int]]
+Indices = torch.Tensor | np.ndarray | Sequence[int]
 Grid = tuple[int, int, int]
 
 
@@ -151,7 +151,7 @@ def _overlays(
     return overlays, summaries
 
 
-def _names(names: Optional[Sequence[str]], count: int, prefix: str) -> list[str]:
+def _names(names: Sequence[str] | None, count: int, prefix: str) -> list[str]:
     if names is None:
         return [f"{prefix} {i}" for i in range(count)]
     if len(names) != count:
@@ -164,7 +164,7 @@ def render_mask_grid(
     masks: Sequence[tuple[Indices, Indices]],
     patch_size: int,
     tubelet_size: int,
-    names: Optional[Sequence[str]] = None,
+    names: Sequence[str] | None = None,
     frame_step: int = 1,
     alpha: float = 0.6,
     dropped_alpha: float = 0.85,
@@ -194,7 +194,7 @@ def render_mask_animation(
     masks: Sequence[tuple[Indices, Indices]],
     patch_size: int,
     tubelet_size: int,
-    names: Optional[Sequence[str]] = None,
+    names: Sequence[str] | None = None,
     alpha: float = 0.6,
     dropped_alpha: float = 0.85,
 ) -> list[np.ndarray]:

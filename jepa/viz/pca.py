@@ -9,7 +9,7 @@ rest.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from torch import nn
 from jepa.data.transforms import normalize_clip
 from jepa.viz.render import check_clip, grid, resize, upsample
 
-Device = Union[str, torch.device, None]
+Device = str | torch.device | None
 
 
 def clip_to_input(clip: np.ndarray, device: Device = None) -> torch.Tensor:
@@ -123,7 +123,7 @@ def render_pca_strip(
     clip: np.ndarray,
     colors: np.ndarray,
     frame_step: int = 1,
-    title: Optional[str] = None,
+    title: str | None = None,
 ) -> np.ndarray:
     """PNG-ready picture: the input frames on top, their feature colours below, columns = frames."""
     clip = check_clip(clip)

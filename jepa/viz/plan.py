@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 
 from jepa.viz.render import check_clip, check_image, grid, uniform_size, upsample
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 OPTIONAL_ARRAYS = ("states", "goal", "actions", "energies")
 
 
@@ -31,9 +31,9 @@ class PlanEpisode:
 
     frames: np.ndarray
     goal_frame: np.ndarray
-    distances: Optional[np.ndarray] = None
-    energies: Optional[np.ndarray] = None
-    success: Optional[bool] = None
+    distances: np.ndarray | None = None
+    energies: np.ndarray | None = None
+    success: bool | None = None
 
     def __post_init__(self) -> None:
         self.frames = check_clip(self.frames, "frames")
@@ -56,11 +56,11 @@ def save_episode(
     path: PathLike,
     frames: np.ndarray,
     goal_frame: np.ndarray,
-    states: Optional[np.ndarray] = None,
-    goal: Optional[np.ndarray] = None,
-    actions: Optional[np.ndarray] = None,
-    energies: Optional[np.ndarray] = None,
-    success: Optional[bool] = None,
+    states: np.ndarray | None = None,
+    goal: np.ndarray | None = None,
+    actions: np.ndarray | None = None,
+    energies: np.ndarray | None = None,
+    success: bool | None = None,
 ) -> Path:
     """Write an episode in the layout :func:`load_episode` reads (validated first)."""
     _episode(frames, goal_frame, states, goal, energies, success)
@@ -79,10 +79,10 @@ def save_episode(
 def _episode(
     frames: np.ndarray,
     goal_frame: np.ndarray,
-    states: Optional[np.ndarray],
-    goal: Optional[np.ndarray],
-    energies: Optional[np.ndarray],
-    success: Optional[bool],
+    states: np.ndarray | None,
+    goal: np.ndarray | None,
+    energies: np.ndarray | None,
+    success: bool | None,
 ) -> PlanEpisode:
     distances = None
     if (states is None) != (goal is None):

@@ -7,16 +7,16 @@ matplotlib and no system ffmpeg needed).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 Color = tuple[int, int, int]
-PathLike = Union[str, Path]
+PathLike = str | Path
 
 BACKGROUND: Color = (255, 255, 255)
 TEXT_COLOR: Color = (30, 30, 30)
@@ -104,8 +104,8 @@ def vstack(images: Sequence[np.ndarray], pad: int = 2, color: Color = BACKGROUND
 
 def grid(
     rows: Sequence[Sequence[np.ndarray]],
-    row_labels: Optional[Sequence[str]] = None,
-    col_labels: Optional[Sequence[str]] = None,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
     pad: int = 2,
 ) -> np.ndarray:
     """Cells laid out in rows; each row may carry a label line above it, columns a header.
@@ -186,7 +186,7 @@ def resize(image: np.ndarray, height: int, width: int, smooth: bool = True) -> n
     return np.asarray(Image.fromarray(check_image(image)).resize((width, height), method)).copy()
 
 
-def save_png(image: np.ndarray, path: PathLike, colors: Optional[int] = None) -> Path:
+def save_png(image: np.ndarray, path: PathLike, colors: int | None = None) -> Path:
     """Write a PNG; ``colors`` (<= 256) stores a palette image, which keeps docs pictures small."""
     pil = Image.fromarray(check_image(image))
     if colors is not None:

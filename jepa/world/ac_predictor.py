@@ -16,7 +16,8 @@ predictor with `load_state_dict(clean_released_state_dict(ckpt["predictor"]))`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn

@@ -9,7 +9,8 @@ planner and the L1 losses of the predictor comparable across encoders.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ class FrameEncoder(nn.Module):
         self.encoder = encoder.eval().requires_grad_(False)
         self.chunk_size = chunk_size
 
-    def train(self, mode: bool = True) -> "FrameEncoder":
+    def train(self, mode: bool = True) -> FrameEncoder:
         """Stay in eval mode: the encoder is frozen (no dropout / drop-path noise in targets)."""
         return super().train(False)
 

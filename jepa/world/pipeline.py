@@ -11,16 +11,17 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
-from jepa.world.ac_checkpoint import load_world_model, save_world_model
-from jepa.world.ac_predictor import create_ac_predictor
 from jepa.viz.plan import episode_from_result, render_plan_animation, render_plan_strip
 from jepa.viz.render import save_gif, save_png
+from jepa.world.ac_checkpoint import load_world_model, save_world_model
+from jepa.world.ac_predictor import create_ac_predictor
 from jepa.world.cem import CEMConfig
 from jepa.world.collect import collect_random_trajectories
 from jepa.world.env import PointTableEnv

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class Manifest:
         return {"format": FORMAT_NAME, "version": FORMAT_VERSION, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Manifest":
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
         if data.get("format") != FORMAT_NAME:
             raise ValueError(f"not a {FORMAT_NAME} manifest (format={data.get('format')!r})")
         if data.get("version") != FORMAT_VERSION:

@@ -11,7 +11,8 @@ latents, averaged over tokens and channels (as released).
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
