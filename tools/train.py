@@ -30,11 +30,15 @@ tools/train.py trainer.cpu=true``.
 Rerunning the same command resumes from ``<run_dir>/checkpoints/latest``.
 """
 
+import os
+
 import hydra
 from omegaconf import DictConfig
 
+from jepa.train.build import dataset_sources
 from jepa.train.config import register_configs
 from jepa.train.loop import train
+from jepa.train.report import run_report
 
 register_configs()
 
@@ -42,10 +46,9 @@ register_configs()
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     summary = train(cfg)
-    print(
-        f"done: steps {summary['start_step']}->{summary['end_step']}, "
-        f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}, run dir {summary['run_dir']}"
-    )
+    if int(os.environ.get("RANK", "0")) == 0:  # once per run, not once per process
+        manifests = [path for path, _, kind, _ in dataset_sources(cfg) if kind != "shards"]
+        print(run_report(summary, manifests, cfg.data.frames_per_clip, cfg.data.crop_size))
 
 
 if __name__ == "__main__":
