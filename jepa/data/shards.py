@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from jepa.atomic import atomic_file, write_text_atomic
 from jepa.data.clips import ClipSampler
 from jepa.data.dataset import Decoded, Transform, VideoDataset
 from jepa.data.image import ImageDecodeError
@@ -179,9 +180,7 @@ def write_index(shard: str | os.PathLike, samples: Sequence[ShardSample]) -> Pat
         "tar_size": os.path.getsize(shard),
         "samples": [[s.key, s.ext, s.offset, s.size, s.label] for s in samples],
     }
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(body))
-    os.replace(tmp, target)
+    write_text_atomic(target, json.dumps(body))
     return target
 
 
@@ -446,21 +445,15 @@ def write_shards(
     written: list[Path] = []
     for rows in _plan_shards([entries[i].path for i in order], samples_per_shard, max_shard_bytes):
         final = out / SHARD_NAME.format(len(written))
-        tmp = final.with_name(final.name + ".tmp")
-        try:
-            with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-                for position in rows:
-                    row = int(order[position])
-                    entry = entries[row]
-                    data = Path(entry.path).read_bytes()
-                    key = f"{position:09d}"
-                    meta = json.dumps({"label": entry.label, "source": entry.path, "row": row}).encode()
-                    tar.addfile(_tar_info(key + Path(entry.path).suffix.lower(), len(data)), io.BytesIO(data))
-                    tar.addfile(_tar_info(key + ".json", len(meta)), io.BytesIO(meta))
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # leave no partial shard behind
-            raise
-        os.replace(tmp, final)
+        with atomic_file(final) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for position in rows:
+                row = int(order[position])
+                entry = entries[row]
+                data = Path(entry.path).read_bytes()
+                key = f"{position:09d}"
+                meta = json.dumps({"label": entry.label, "source": entry.path, "row": row}).encode()
+                tar.addfile(_tar_info(key + Path(entry.path).suffix.lower(), len(data)), io.BytesIO(data))
+                tar.addfile(_tar_info(key + ".json", len(meta)), io.BytesIO(meta))
         write_index(final, scan_shard(final))
         written.append(final)
     return written

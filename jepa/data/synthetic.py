@@ -26,7 +26,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,6 +33,8 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from jepa.atomic import atomic_dir
 
 SYNTHETIC_VERSION = 2
 FACTORS = ("class", "direction", "speed")
@@ -243,15 +244,10 @@ def make_synthetic_dataset(
         if not overwrite:
             raise FileExistsError(f"{root} holds other data or a dataset with other parameters; pass overwrite=True")
         shutil.rmtree(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        _generate(staging, params)
-        if root.exists():
-            root.rmdir()
-        os.replace(staging, root)
+        with atomic_dir(root, replace=False) as staging:
+            _generate(staging, params)
     except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
         if _matches(root, params):
             return root / MANIFEST_FILE
         raise

@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from jepa.atomic import atomic_file, write_text_atomic
 from jepa.checkpoint_files import read_json, read_safetensors
 from jepa.eval.features import COMBINE_MODES, Combine, FeatureSet
 from jepa.eval.metrics import average_by_group, topk_accuracy
@@ -242,20 +242,15 @@ def train_probe(
     return ProbeResult(probe, dict(results[best].metrics), results, num_classes)
 
 
-def _write_atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_probe(probe: AttentiveClassifier, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """Write `config.json` (probe arguments + `meta`: encoder source, feature settings, labels...) and weights."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in probe.state_dict().items()}
-    _write_atomic(path / MODEL_FILE, lambda p: save_file(state, str(p), metadata={"format": PROBE_FORMAT}))
+    with atomic_file(path / MODEL_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": PROBE_FORMAT})
     record = {"format": PROBE_FORMAT, "version": 1, "probe": probe.config, "meta": meta or {}}
-    _write_atomic(path / CONFIG_FILE, lambda p: p.write_text(json.dumps(record, indent=2, default=str) + "\n"))
+    write_text_atomic(path / CONFIG_FILE, json.dumps(record, indent=2, default=str) + "\n")
     return path
 
 

@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
+from jepa.atomic import atomic_file, write_text_atomic
 from jepa.checkpoint_files import read_json
 from jepa.data.clips import ClipSampler, ShortVideoError
 from jepa.data.loader import default_num_workers
@@ -289,43 +289,29 @@ def shard_done(out_dir: Path, shard: int, cfg: EmbedConfig) -> bool:
     return stem.with_suffix(".csv").is_file() and all(p.is_file() for p in _data_files(stem, cfg))
 
 
-def _replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-
-
 def write_shard(
     out_dir: Path, shard: int, arrays: dict[str, np.ndarray], rows: list[dict[str, Any]], cfg: EmbedConfig
 ) -> None:
     """Write a shard's data files, then its CSV (each through a temp file and a rename)."""
     stem = _shard_stem(out_dir, shard)
     if cfg.format == "safetensors":
-        final = stem.with_suffix(".safetensors")
-        tmp = final.with_name(final.name + ".tmp")
-        save_numpy({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
-        _replace(tmp, final)
+        with atomic_file(stem.with_suffix(".safetensors")) as tmp:
+            save_numpy({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
     else:
         for name, array in arrays.items():
-            final = stem.with_name(f"{stem.name}.{name}.npy")
-            tmp = final.with_name(final.name + ".tmp")
-            with open(tmp, "wb") as f:
+            with atomic_file(stem.with_name(f"{stem.name}.{name}.npy")) as tmp, open(tmp, "wb") as f:
                 np.save(f, array)
-            _replace(tmp, final)
-    tmp = stem.with_name(stem.name + ".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(stem.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["shard_row", *ROW_FIELDS])
         writer.writeheader()
         writer.writerows({"shard_row": i, **row} for i, row in enumerate(rows))
-    _replace(tmp, stem.with_suffix(".csv"))
 
 
 def write_index(out_dir: Path, num_shards: int) -> tuple[Path, int]:
     """Concatenate the shard CSVs into `index.csv` with global row numbers."""
     final = out_dir / INDEX_FILE
-    tmp = final.with_name(final.name + ".tmp")
     row = 0
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(final) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(INDEX_FIELDS))
         writer.writeheader()
         for shard in range(num_shards):
@@ -333,7 +319,6 @@ def write_index(out_dir: Path, num_shards: int) -> tuple[Path, int]:
                 for rec in csv.DictReader(part):
                     writer.writerow({"row": row, "shard": shard, **rec})
                     row += 1
-    _replace(tmp, final)
     return final, row
 
 
@@ -449,7 +434,7 @@ def _check_or_write_config(out_dir: Path, record: dict[str, Any], overwrite: boo
         for old in out_dir.glob("shard_*"):
             old.unlink()
         (out_dir / INDEX_FILE).unlink(missing_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 def extract_embeddings(

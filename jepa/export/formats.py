@@ -17,6 +17,7 @@ from typing import Any
 from safetensors.torch import save_file
 from torch import Tensor
 
+from jepa.atomic import atomic_file, write_text_atomic
 from jepa.checkpoint_files import CheckpointMismatchError, read_json, read_safetensors
 from jepa.export.raw import RawCheckpoint
 
@@ -58,8 +59,9 @@ def save_exported(
         "predictor": _jsonable(predictor_config) if predictor_state is not None and predictor_config else None,
         "meta": dict(meta or {}),
     }
-    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    with atomic_file(directory / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return directory
 
 

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
+from jepa.atomic import atomic_file, write_text_atomic
 from jepa.checkpoint_files import CheckpointMismatchError, load_torch_file, read_json, read_safetensors
 from jepa.export.raw import RawCheckpoint
 from jepa.models.layers import NORM_EPS
@@ -264,8 +265,9 @@ def write_hf_dir(directory: str | Path, tensors: Mapping[str, Tensor], cfg: Mapp
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-    (directory / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+    with atomic_file(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    write_text_atomic(directory / CONFIG_FILE, json.dumps(cfg, indent=2) + "\n")
     return directory
 
 

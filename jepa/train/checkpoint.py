@@ -17,7 +17,6 @@ temporary directory that loading ignores and the next save removes.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import time
@@ -30,6 +29,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from jepa.atomic import STAGING_PREFIX, atomic_dir, write_text_atomic
 from jepa.checkpoint_files import CheckpointMismatchError, load_torch_file, read_json, read_safetensors
 
 CKPT_DIRNAME = "checkpoints"
@@ -38,27 +38,9 @@ MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
 META_FILE = "meta.json"
 CONFIG_FILE = "config.yaml"
-_TMP_PREFIX = ".tmp-"
 
 # (weights by prefix, train state, meta) of one save.
 Contents = tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any], dict[str, Any]]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _flat_state(models: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
@@ -128,31 +110,22 @@ def save_checkpoint(
     """Write one checkpoint atomically, point ``latest`` at it and prune old ones."""
     ckpt_root = Path(run_dir) / CKPT_DIRNAME
     ckpt_root.mkdir(parents=True, exist_ok=True)
-    for stale in ckpt_root.glob(_TMP_PREFIX + "*"):
+    for stale in ckpt_root.glob(STAGING_PREFIX + "*"):  # left by a save that was killed
         shutil.rmtree(stale, ignore_errors=True)
     final = ckpt_root / step_dirname(step)
-    tmp = ckpt_root / f"{_TMP_PREFIX}{step_dirname(step)}-{os.getpid()}"
-    tmp.mkdir()
-    save_file(_flat_state(models), str(tmp / MODEL_FILE), metadata={"format": "jepa", "step": str(step)})
-    _write_train_state(tmp / STATE_FILE, dict(train_state))
-    (tmp / CONFIG_FILE).write_text(config_yaml)
-    full_meta = {
-        "step": step,
-        "time": time.time(),
-        "torch": torch.__version__,
-        "models": sorted(models),
-        **(dict(meta) if meta else {}),
-    }
-    (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2))
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(ckpt_root)
-    _write_bytes_atomic(ckpt_root / LATEST, (final.name + "\n").encode())
+    with atomic_dir(final) as tmp:
+        save_file(_flat_state(models), str(tmp / MODEL_FILE), metadata={"format": "jepa", "step": str(step)})
+        _write_train_state(tmp / STATE_FILE, dict(train_state))
+        (tmp / CONFIG_FILE).write_text(config_yaml)
+        full_meta = {
+            "step": step,
+            "time": time.time(),
+            "torch": torch.__version__,
+            "models": sorted(models),
+            **(dict(meta) if meta else {}),
+        }
+        (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2))
+    write_text_atomic(ckpt_root / LATEST, final.name + "\n")
     _prune(ckpt_root, keep_last)
     return final
 

@@ -14,9 +14,6 @@ Written to a temporary directory and renamed, so a crash never leaves a half-wri
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from jepa.atomic import atomic_dir
 from jepa.checkpoint_files import read_json, read_safetensors
 from jepa.export.state import load_state
 from jepa.world.ac_predictor import ACPredictor
@@ -49,21 +47,13 @@ def save_world_model(
 ) -> Path:
     """Write the directory described above; replaces an existing one."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         save_file({k: v.contiguous() for k, v in predictor.state_dict().items()}, str(tmp / "predictor.safetensors"))
         if encoder_spec.get("checkpoint") is None:
             state = {k: v.contiguous() for k, v in encoder.encoder.state_dict().items()}
             save_file(state, str(tmp / "encoder.safetensors"))
         meta = {"predictor": predictor.config, "encoder": encoder_spec, "env": env_config, **(extra or {})}
         (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

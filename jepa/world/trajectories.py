@@ -18,7 +18,6 @@ fit by writing their camera stream and end-effector poses / deltas in these two 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from jepa.atomic import write_text_atomic
 from jepa.world.video_io import read_video, write_video
 
 FORMAT_NAME = "jepa.trajectories"
@@ -112,9 +112,7 @@ def load_manifest(root: str | Path) -> Manifest:
 
 def _write_manifest(root: Path, manifest: Manifest) -> None:
     """Write to a temporary file and rename, so a crash never leaves a half-written manifest."""
-    tmp = root / f".{MANIFEST_NAME}.tmp"
-    tmp.write_text(json.dumps(manifest.to_json(), indent=1))
-    os.replace(tmp, root / MANIFEST_NAME)
+    write_text_atomic(root / MANIFEST_NAME, json.dumps(manifest.to_json(), indent=1))
 
 
 class TrajectoryWriter:
