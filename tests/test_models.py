@@ -456,6 +456,7 @@ def test_patch_embed_matmul_path_equals_the_convolution() -> None:
 
 _COMPILE_ONE_BLOCK = """
 import torch
+import torch._dynamo  # imports inductor, which writes its default cache folder into the environment
 from jepa.models.layers import Block, compile_blocks
 torch.manual_seed(0)
 block = Block(32, 2)

@@ -257,14 +257,18 @@ def separate_inductor_cache_per_capability() -> None:
 
     Inductor's compiled-graph cache is not keyed on that variable (torch 2.14): a graph generated
     for AVX2 vectors under `ATEN_CPU_CAPABILITY=avx2`, reloaded by a plain run on an AVX-512 CPU,
-    had its kernels rebuilt for 16-float vectors around 8-float loads and aborted the process.
-    A folder set by the user, or already chosen by inductor in this process, is left alone.
+    aborted the process, and AVX-512 code reloaded under avx2 returned NaNs. Importing inductor
+    writes its default folder into TORCHINDUCTOR_CACHE_DIR, so that value is replaced too; a
+    folder the user chose is left alone.
     """
     capability = os.environ.get("ATEN_CPU_CAPABILITY")
-    if capability and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    if not capability:
+        return
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(default_cache_dir(), f"capability_{capability}")
+    default = os.path.abspath(default_cache_dir())
+    if os.path.abspath(os.environ.get("TORCHINDUCTOR_CACHE_DIR", default)) == default:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(default, f"capability_{capability}")
 
 
 def compile_blocks(model: nn.Module, mode: str | None = None) -> int:
