@@ -15,8 +15,8 @@ from jepa.models.rope import index_to_position
 from jepa.train import build
 from jepa.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
 from jepa.train.logging import read_metrics
-from jepa.train.loop import train
 from jepa.train.step import JEPA, CollapseMonitor, feature_std, variance_covariance
+from jepa.train.trainer import train
 
 
 def tiny(run_dir: Path, cache: Path, steps: int) -> list[str]:
@@ -81,7 +81,7 @@ def test_collapse_is_logged_and_warned_during_pretraining(tmp_path: Path, caplog
     save_checkpoint(tmp_path / "collapsed", 1, models, state, "{}\n", meta={})
 
     run = tmp_path / "run"
-    with caplog.at_level(logging.WARNING, logger="jepa.train.loop"):
+    with caplog.at_level(logging.WARNING, logger="jepa.train"):
         train(compose_cfg(tiny(run, tmp_path / "cache", 2) + [f"trainer.init_from={tmp_path / 'collapsed'}"]))
     first = read_metrics(run)[0]
     assert "feat_std" in first and first["feat_std"] < 1e-4

@@ -13,10 +13,10 @@ import jepa
 from jepa.models.pos_embed import sincos_3d
 from jepa.models.vit import VisionTransformer
 from jepa.train import build
-from jepa.train.checkpoint import find_latest, load_checkpoint
+from jepa.train.checkpoint import find_latest, load_checkpoint, load_for_new_shape
 from jepa.train.logging import read_metrics
-from jepa.train.loop import load_for_new_shape, train
 from jepa.train.schedules import WarmupDecay
+from jepa.train.trainer import train
 
 # Pretraining: 4 frames at 32 px; cooldown: 8 frames at 48 px (patch 8, tubelet 2).
 OLD, NEW = (4, 32), (8, 48)
@@ -59,7 +59,7 @@ def test_cooldown_run_from_pretraining_checkpoint(
     overrides = (
         tiny_overrides(run, cache, steps=3) + COOLDOWN + [f"trainer.init_from={source}", "trainer.tensorboard=false"]
     )
-    with caplog.at_level("INFO", logger="jepa.train.loop"):
+    with caplog.at_level("INFO", logger="jepa.train"):
         summary = train(compose_cfg(overrides))
     assert f"initialised from {source}" in caplog.text
     assert summary["start_step"] == 0 and summary["end_step"] == 3

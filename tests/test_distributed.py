@@ -33,7 +33,7 @@ from jepa.train.distributed import (
     submitit_local_to_torch_env,
 )
 from jepa.train.logging import read_metrics
-from jepa.train.loop import train
+from jepa.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / "tools" / "train.py")

@@ -13,7 +13,7 @@ import torch
 from test_train import compose_cfg, tiny_overrides
 
 from jepa.train.logging import read_metrics
-from jepa.train.loop import train
+from jepa.train.trainer import train
 
 # Re-recorded when the synthetic encoder dropped x264's MB-tree (SYNTHETIC_VERSION 2): the data
 # changed, not the step; the old data was not reproducible, which made this test flaky. Then when

@@ -17,8 +17,8 @@ from jepa.models.layers import PatchEmbed3D
 from jepa.train import build
 from jepa.train.checkpoint import find_latest, load_checkpoint
 from jepa.train.logging import read_metrics
-from jepa.train.loop import train
 from jepa.train.pixel import PixelMAE, patchify, pixel_targets
+from jepa.train.trainer import train
 
 
 def tiny(run_dir: Path, cache: Path, steps: int, experiment: str) -> list[str]:

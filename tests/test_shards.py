@@ -30,7 +30,7 @@ from jepa.data.shards import (
 from jepa.data.synthetic import ensure_synthetic_dataset
 from jepa.data.transforms import RandomResizedCropClip
 from jepa.train.logging import read_metrics
-from jepa.train.loop import train
+from jepa.train.trainer import train
 
 NUM_VIDEOS = 6
 

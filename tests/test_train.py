@@ -24,7 +24,7 @@ from jepa.train import build
 from jepa.train.checkpoint import find_latest, load_checkpoint
 from jepa.train.config import ConfigError, register_configs
 from jepa.train.logging import read_metrics
-from jepa.train.loop import NonFiniteLossError, train
+from jepa.train.trainer import NonFiniteLossError, train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

@@ -153,7 +153,7 @@ def test_levels_run_resumes_and_exports_a_plain_encoder(tmp_path: Path) -> None:
     """A run with levels trains, its checkpoint loads back (predictor of the wider embed_dim)
     and `load_encoder` returns an encoder whose output is the last level."""
     from jepa.export.load import load_encoder, load_models
-    from jepa.train.loop import train
+    from jepa.train.trainer import train
 
     run = tmp_path / "levels"
     train(compose_cfg(tiny_overrides(run, tmp_path / "cache", steps=2) + LEVELS))
@@ -167,12 +167,13 @@ def test_levels_run_resumes_and_exports_a_plain_encoder(tmp_path: Path) -> None:
 def test_context_warmup_ramps_the_weight_and_scales_the_first_step(tmp_path: Path) -> None:
     """With a warm-up of n steps the weight at step s is lambda (s + 1) / n, logged as ctx_weight;
     at step 0 (same weights, same masks) the context term is the unwarmed one divided by n."""
-    from jepa.train.loop import _schedules, train
+    from jepa.train.schedules import context_ramp
+    from jepa.train.trainer import train
 
     base = tiny(tmp_path / "plain", tmp_path / "cache", 5) + ["optim.context_weight=0.5"]
-    ramp = _schedules(compose_cfg([*base, "optim.context_warmup_steps=4"]))[3]
+    ramp = context_ramp(0.5, 4, 5)
     assert [ramp(s) for s in range(6)] == [0.125, 0.25, 0.375, 0.5, 0.5, 0.5]
-    assert _schedules(compose_cfg(base))[3](0) == 0.5
+    assert context_ramp(0.5, 0, 5)(0) == 0.5
     train(compose_cfg(base))
     train(compose_cfg([*base, f"run_dir={tmp_path / 'warm'}", "optim.context_warmup_steps=4"]))
     plain, warm = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "warm")
@@ -191,7 +192,7 @@ def test_context_warmup_ramps_the_weight_and_scales_the_first_step(tmp_path: Pat
     ],
 )
 def test_bad_context_warmup_is_refused_before_any_work(tmp_path: Path, extra: list[str], match: str) -> None:
-    from jepa.train.loop import train
+    from jepa.train.trainer import train
 
     with pytest.raises(ValueError, match=match):
         train(compose_cfg(tiny(tmp_path / "run", tmp_path / "cache", 1) + extra))

@@ -50,7 +50,7 @@ from jepa.export.load import load_encoder  # noqa: E402
 from jepa.train.build import build_encoder  # noqa: E402
 from jepa.train.config import register_configs  # noqa: E402
 from jepa.train.logging import read_metrics  # noqa: E402
-from jepa.train.loop import train  # noqa: E402
+from jepa.train.trainer import train  # noqa: E402
 
 log = logging.getLogger("bench_learning")
 METHODS = {"jepa": "demo", "pixel": "pixel_demo"}

@@ -29,6 +29,7 @@ from jepa.models.layers import compile_blocks
 from jepa.models.registry import create_encoder, create_predictor
 from jepa.train import onednn
 from jepa.train.build import adamw, param_groups
+from jepa.train.ema import ema_update
 from jepa.train.flops import step_flops
 from jepa.train.step import JEPA
 
@@ -166,7 +167,7 @@ def main() -> None:
                 p = model.predictor(z, c, t, mask_index=0)
                 losses.append(torch.mean(torch.abs(p - gather_tokens(h, t))))
                 lap("predictor_fwd")
-            if not a.joint_backward:  # as jepa.train.loop: free this config's activations now
+            if not a.joint_backward:  # as the Trainer: free this config's activations now
                 (losses[-1] / len(ctx_idx)).backward()
                 lap("backward")
         if a.joint_backward:
@@ -175,7 +176,8 @@ def main() -> None:
         opt.step()
         opt.zero_grad(set_to_none=True)
         lap("optimizer")
-        model.update_target(0.999)
+        for target, source in model.ema_pairs():
+            ema_update(target, source, 0.999)
         lap("ema")
         return tick, time.perf_counter() - t_start, ctx_idx, tgt_idx
 

@@ -37,8 +37,8 @@ from omegaconf import DictConfig
 
 from jepa.train.build import dataset_sources
 from jepa.train.config import register_configs
-from jepa.train.loop import train
 from jepa.train.report import run_report
+from jepa.train.trainer import train
 
 register_configs()
 

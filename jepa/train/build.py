@@ -78,6 +78,8 @@ def build_jepa(cfg: Any) -> JEPA:
         target_layers=cfg.optim.target_layers,
         context_weight=cfg.optim.context_weight,
         levels=cfg.model.pred_levels,
+        context_warmup_steps=cfg.optim.context_warmup_steps,
+        total_steps=cfg.trainer.max_steps,
     )
 
 

@@ -17,6 +17,7 @@ temporary directory that loading ignores and the next save removes.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import time
@@ -38,15 +39,17 @@ MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
 META_FILE = "meta.json"
 CONFIG_FILE = "config.yaml"
+log = logging.getLogger(__name__)
 
 # (weights by prefix, train state, meta) of one save.
 Contents = tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any], dict[str, Any]]
 
 
-def _flat_state(models: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+def _flat_state(models: Mapping[str, nn.Module | Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     flat: dict[str, torch.Tensor] = {}
-    for prefix, module in models.items():
-        for k, v in module.state_dict().items():
+    for prefix, part in models.items():
+        state = part.state_dict() if isinstance(part, nn.Module) else part
+        for k, v in state.items():
             flat[f"{prefix}.{k}"] = v.detach().to("cpu").contiguous().clone()
     return flat
 
@@ -101,13 +104,15 @@ def step_dirname(step: int) -> str:
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
-    models: Mapping[str, nn.Module],
+    models: Mapping[str, nn.Module | Mapping[str, torch.Tensor]],
     train_state: Mapping[str, Any],
     config_yaml: str,
     meta: Mapping[str, Any] | None = None,
     keep_last: int = 2,
 ) -> Path:
-    """Write one checkpoint atomically, point ``latest`` at it and prune old ones."""
+    """Write one checkpoint atomically, point ``latest`` at it and prune old ones.
+
+    `models` maps each prefix to a module or to its state dict (e.g. gathered from shards)."""
     ckpt_root = Path(run_dir) / CKPT_DIRNAME
     ckpt_root.mkdir(parents=True, exist_ok=True)
     for stale in ckpt_root.glob(STAGING_PREFIX + "*"):  # left by a save that was killed
@@ -193,3 +198,60 @@ def load_for_resume(run_dir: str | Path, ckpt: Path) -> Contents:
         else:
             hint = "No older complete checkpoint exists: start a new run_dir (or trainer.resume=false in a new one)"
         raise CheckpointMismatchError(f"cannot resume {run_dir}: {err}\n{hint} (nothing was changed).") from err
+
+
+def load_for_new_shape(module: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Strict load that tolerates only fixed sin-cos tables built for another clip shape.
+
+    RoPE models carry no position parameters, so more frames or a larger crop load directly;
+    a sin-cos ``pos_embed`` is a deterministic function of the grid, so the new model's own
+    table is the right one for its shape and the old one is dropped.
+    """
+    own = module.state_dict()
+    kept = {k: v for k, v in weights.items() if not (k.endswith("pos_embed") and k in own and own[k].shape != v.shape)}
+    missing, unexpected = module.load_state_dict(kept, strict=False)
+    missing = [k for k in missing if k not in weights or not k.endswith("pos_embed")]
+    if missing or unexpected:
+        raise ValueError(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
+
+
+class CheckpointManager:
+    """A run directory's checkpoints: restore at start, save on the step cadence, the config.
+
+    It deals in state dicts (gathering them from shards is the parallelism strategy's job), so
+    the same saves come from one process, DDP and FSDP, and any of them resumes any other."""
+
+    def __init__(self, run_dir: str | Path, config_yaml: str, keep_last: int = 2, is_main: bool = True) -> None:
+        self.run_dir, self.config_yaml, self.keep_last, self.is_main = Path(run_dir), config_yaml, keep_last, is_main
+
+    def latest(self) -> Path | None:
+        return find_latest(self.run_dir)
+
+    def restore(self, objective: Any, resume: bool, init_from: str | None) -> dict[str, Any] | None:
+        """Load the latest save of this run (returns its train state), or else the weights of
+        `init_from` (a run or a save; fresh optimizer, step 0, returns None)."""
+        ckpt = self.latest() if resume else None
+        if ckpt is not None:
+            weights, state, _ = load_for_resume(self.run_dir, ckpt)
+            for name, module in objective.checkpoint_modules().items():
+                module.load_state_dict(weights[name], strict=True)
+            if self.is_main:
+                log.info("resumed from %s at step %d", ckpt, int(state["step"]))
+            return state
+        if init_from:
+            source = Path(init_from)
+            weights, _, _ = load_checkpoint(find_latest(source) or source)
+            for name, module in objective.checkpoint_modules().items():
+                load_for_new_shape(module, weights[name])
+            if self.is_main:
+                log.info("initialised from %s (fresh optimizer, step 0)", source)
+        return None
+
+    def write_config(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / CONFIG_FILE).write_text(self.config_yaml)
+
+    def save(
+        self, step: int, states: Mapping[str, Mapping[str, torch.Tensor]], train_state: Mapping[str, Any], meta: dict
+    ) -> Path:
+        return save_checkpoint(self.run_dir, step, states, train_state, self.config_yaml, meta, self.keep_last)

@@ -38,6 +38,7 @@ from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
 from jepa.models.layers import Block
+from jepa.train.ema import local
 
 _PRECISIONS = {"no": None, "bf16": torch.bfloat16}
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -96,31 +97,6 @@ def gradient_sync(model: nn.Module, sync: bool) -> Iterator[None]:
         yield
     finally:
         model.set_requires_gradient_sync(True)
-
-
-def local(t: Tensor) -> Tensor:
-    """This process's shard of a parameter (the tensor itself when it is not sharded)."""
-    return t.to_local() if isinstance(t, DTensor) else t
-
-
-@torch.no_grad()
-def ema_update_local(target: nn.Module, source: nn.Module, momentum: float) -> None:
-    """``target = momentum * target + (1 - momentum) * source`` on local shards only.
-
-    Correct because both models are sharded the same way; a mismatch (a model sharded
-    differently, or not at all) is caught by comparing every local shape.
-    """
-    t_params = [local(p) for p in target.parameters()]
-    s_params = [local(p.detach()) for p in source.parameters()]
-    if len(t_params) != len(s_params):
-        raise ValueError(f"target has {len(t_params)} parameters but source has {len(s_params)}")
-    for i, (a, b) in enumerate(zip(t_params, s_params)):
-        if a.shape != b.shape:
-            raise ValueError(f"parameter {i}: target shard {tuple(a.shape)} != source shard {tuple(b.shape)}")
-    torch._foreach_mul_(t_params, momentum)
-    torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
-    for tb, sb in zip(target.buffers(), source.buffers()):
-        tb.copy_(sb)
 
 
 def clip_grad_norm_(parameters: Iterable[nn.Parameter], max_norm: float) -> Tensor:
@@ -229,18 +205,3 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sta
     # plain optimizer.state_dict(); the name check above is the strict part.
     options = StateDictOptions(full_state_dict=True, strict=False)
     set_optimizer_state_dict(model, optimizer, dict(state), options=options)
-
-
-class StateDictView(nn.Module):
-    """A module whose ``state_dict()`` is a given mapping of gathered tensors.
-
-    ``save_checkpoint`` takes modules; this hands it full weights gathered from shards
-    without rebuilding an unsharded model (which would double rank-0 memory).
-    """
-
-    def __init__(self, state: Mapping[str, Tensor]) -> None:
-        super().__init__()
-        self._state = dict(state)
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:  # type: ignore[override]
-        return dict(self._state)

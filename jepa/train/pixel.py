@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from jepa.models.init import init_weights_
 from jepa.models.predictor import VisionTransformerPredictor
+from jepa.train.objective import Objective
 from jepa.train.step import feature_std, masked_prediction_loss
 
 
@@ -56,7 +57,7 @@ class PixelPredictor(VisionTransformerPredictor):
         self.config["out_dim"] = out_dim
 
 
-class PixelMAE(nn.Module):
+class PixelMAE(Objective):
     """Context encoder + pixel predictor; forward(clips, masks_ctx, masks_tgt) -> (loss, stats) like `JEPA`."""
 
     def __init__(
@@ -95,7 +96,7 @@ class PixelMAE(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss averaged over mask configs; `feat_std` is measured on the context tokens (no extra pass).
 
-        `num_configs` is taken so the loop calls objectives alike; with no terms beyond the
+        `num_configs` is taken so the Trainer calls objectives alike; with no terms beyond the
         per-config losses there is nothing to weight by it.
         """
         pixels = self.targets(clips) if targets is None else targets
@@ -111,10 +112,6 @@ class PixelMAE(nn.Module):
             first_config,
         )
         return loss, {"feat_std": feature_std(first.detach())}
-
-    @torch.no_grad()
-    def update_target(self, momentum: float) -> None:
-        """Pixel targets need no teacher: nothing to average (kept so the loop treats objectives alike)."""
 
     def checkpoint_modules(self) -> dict[str, nn.Module]:
         """Modules saved in checkpoints, by prefix; no target encoder, so loaders fall back to `encoder`."""

@@ -65,3 +65,19 @@ class Linear:
     def __call__(self, step: int) -> float:
         progress = min(1.0, step / max(1, self.total - 1))
         return self.start + (self.final - self.start) * progress
+
+
+def context_ramp(weight: float, warmup_steps: int, total: int) -> WarmupDecay:
+    """V-JEPA 2.1's context-loss weight lambda, ramped as lambda (step + 1) / n over n warm-up steps.
+
+    It starts at lambda / n, never 0, because a weight of 0 switches the term off and its
+    statistic would be logged only sometimes."""
+    if warmup_steps < 0:
+        raise ValueError(f"optim.context_warmup_steps must be >= 0, got {warmup_steps}")
+    if warmup_steps and not weight:
+        raise ValueError(
+            f"optim.context_warmup_steps={warmup_steps} warms up the context term, "
+            "but optim.context_weight is 0 (the term is off): set the weight or drop the warm-up"
+        )
+    n = max(1, warmup_steps)
+    return WarmupDecay(start=weight / n, peak=weight, final=weight, warmup=n - 1, total=total)

@@ -15,8 +15,9 @@ from torch import Tensor, nn
 
 from jepa.masks.ops import check_indices, gather_tokens
 from jepa.models.rope import index_to_position
-from jepa.train.ema import ema_update
 from jepa.train.gather import gather_ranks
+from jepa.train.objective import Objective
+from jepa.train.schedules import context_ramp
 
 
 def feature_std(tokens: Tensor) -> Tensor:
@@ -152,7 +153,7 @@ def variance_covariance(tokens: Tensor, gamma: float = 1.0) -> tuple[Tensor, Ten
     return var, off_diagonal.pow(2).sum() / x.shape[1]
 
 
-class JEPA(nn.Module):
+class JEPA(Objective):
     """Context encoder + predictor trained against a frozen EMA copy of the encoder.
 
     `var_weight` / `cov_weight` > 0 add the `variance_covariance` terms of the context tokens
@@ -160,7 +161,8 @@ class JEPA(nn.Module):
     global batch (under gradient accumulation they stay statistics of each micro-batch).
     `target_layers` = k > 1 regresses the mean of the last k target blocks (each layer-normed)
     instead of the final output, as data2vec does. `context_weight` > 0 adds V-JEPA 2.1's loss
-    on the context tokens (`masked_prediction_loss`). `levels` (block numbers ending at the
+    on the context tokens (`masked_prediction_loss`), ramped up over `context_warmup_steps` of
+    `total_steps` (`jepa.train.schedules.context_ramp`). `levels` (block numbers ending at the
     encoder's depth) is V-JEPA 2.1's deep self-supervision: the predictor takes the student's
     outputs of those blocks, concatenated, and predicts the teacher's (each layer-normed), so
     intermediate blocks are trained toward targets too; the predictor's `embed_dim` must be
@@ -180,6 +182,8 @@ class JEPA(nn.Module):
         target_layers: int = 1,
         context_weight: float = 0.0,
         levels: Sequence[int] = (),
+        context_warmup_steps: int = 0,
+        total_steps: int = 1,
     ) -> None:
         super().__init__()
         if var_weight < 0 or cov_weight < 0:
@@ -187,6 +191,8 @@ class JEPA(nn.Module):
         if not context_weight >= 0:
             raise ValueError(f"context_weight must be >= 0, got {context_weight}")
         self.context_weight = context_weight
+        self.context_warmup_steps = context_warmup_steps
+        self._context_ramp = context_ramp(context_weight, context_warmup_steps, total_steps)
         if not 1 <= target_layers <= len(target_encoder.blocks):
             raise ValueError(
                 f"target_layers must be in [1, {len(target_encoder.blocks)}] (the encoder's blocks), got {target_layers}"
@@ -252,8 +258,8 @@ class JEPA(nn.Module):
         """Loss averaged over mask configs, plus detached statistics for logging.
 
         `targets` (from `self.targets(clips)`), `first_config` and `num_configs` (the step's
-        configs, 0 = those given) let the loop run the configs one call at a time, each followed
-        by its backward (jepa.train.loop): the variance/covariance terms then ride on the call
+        configs, 0 = those given) let the Trainer run the configs one call at a time, each followed
+        by its backward (jepa.train.objective): the variance/covariance terms then ride on the call
         holding config 0, weighted so the step's gradient is the one of a single call.
         """
         h = self.targets(clips) if targets is None else targets
@@ -282,10 +288,16 @@ class JEPA(nn.Module):
             stats.update(var_loss=var.detach(), cov_loss=cov.detach())
         return loss, stats
 
-    @torch.no_grad()
-    def update_target(self, momentum: float) -> None:
-        ema_update(self.target_encoder, self.encoder, momentum)
+    def begin_step(self, step: int) -> dict[str, float]:
+        """The context weight of this step, logged while it is warming up."""
+        if not self.context_warmup_steps:
+            return {}
+        self.context_weight = self._context_ramp(step)
+        return {"ctx_weight": self.context_weight}
+
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.target_encoder, self.encoder)]
 
     def checkpoint_modules(self) -> dict[str, nn.Module]:
-        """Modules saved in checkpoints, by prefix (the loop saves and restores exactly these)."""
+        """Modules saved in checkpoints, by prefix (the Trainer saves and restores exactly these)."""
         return {"encoder": self.encoder, "predictor": self.predictor, "target_encoder": self.target_encoder}
