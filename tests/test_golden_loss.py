@@ -1,9 +1,9 @@
 """The loss curve of a fixed-seed tiny run is pinned: refactors and speed work must not move it.
 
-The figures were recorded from the unoptimised step (per-config loop, RoPE recomputed per
-block) on CPU in fp32. A deliberate recipe change updates them in the same commit and says why.
-Tolerance covers BLAS differences between CPUs, not behaviour changes (those move the loss by
-far more than 1e-4 within five steps).
+The figures are a CPU fp32 run of the demo's objective (its loss includes the variance /
+covariance and context terms). A deliberate change of the data or the recipe updates them in
+the same commit and says why there; git keeps the history. Tolerance covers BLAS differences
+between CPUs, not behaviour changes (those move the loss by far more than 1e-4 in five steps).
 """
 
 from pathlib import Path
@@ -15,11 +15,6 @@ from test_train import compose_cfg, tiny_overrides
 from jepa.train.logging import read_metrics
 from jepa.train.trainer import train
 
-# Re-recorded when the synthetic encoder dropped x264's MB-tree (SYNTHETIC_VERSION 2): the data
-# changed, not the step; the old data was not reproducible, which made this test flaky. Then when
-# the demo took the variance/covariance terms (optim.var_weight=1, cov_weight=0.04): the loss
-# includes them, and at lr 1e-3 their hinge dominates these first steps. Then when the demo took
-# V-JEPA 2.1's context term (optim.context_weight=0.5): the loss includes it too.
 GOLDEN = [1.9235446453094482, 1.8156362771987915, 1.9332811832427979, 2.152423620223999, 1.9111875295639038]
 
 

@@ -256,7 +256,7 @@ def test_every_experiment_composes_and_builds_on_meta(experiment: str) -> None:
     grid = build.token_grid(cfg)
     # Released recipes use V-JEPA 2's two mask families; the demos add a predict-the-future one.
     assert len(build.mask_specs(cfg)) == (3 if "demo" in experiment else 2)
-    # ... and sin-cos positions, which learn more motion at 64 px (docs/learning.md, session 8).
+    # ... and sin-cos positions, which learn more motion at 64 px (docs/learning.md).
     assert cfg.model.pos_embed == ("sincos" if "demo" in experiment else "rope")
     assert (model.encoder.pos_embed is not None) == ("demo" in experiment)
     assert grid[1] == cfg.data.crop_size // cfg.model.patch_size

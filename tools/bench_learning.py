@@ -9,7 +9,7 @@ factor on (a) a random-init encoder, (b) the pixel baseline, (c) JEPA, and print
     python tools/bench_learning.py                              # the documented run
     python tools/bench_learning.py --steps 100 --videos 96 --pretrain-videos 0   # a quick smoke run
     python tools/bench_learning.py --set model.pred_depth=4     # a recipe change, both methods
-    python tools/bench_learning.py --pretrain-videos 0 --steps 300   # session 4: pretrain on the probes' train split
+    python tools/bench_learning.py --pretrain-videos 0 --steps 300   # pretrain on the probes' train split
 
 Budgets are in steps (same steps and batch for both methods), not wall clock: on a shared
 machine seconds are noise. A rerun with the same --work resumes or reuses finished runs.
@@ -61,7 +61,7 @@ ENCODERS = ("random", "pixel", "jepa", "jepa_student")
 MOTION = ("direction", "speed")
 START, END = "<!-- bench_learning:start -->", "<!-- bench_learning:end -->"
 # One CPU budget, two precisions: a bf16 step of the demo runs ~1.5x faster than fp32 where the CPU
-# has native bf16 (docs/learning.md, session 13), so the same wall clock buys 1350 steps for 900.
+# has native bf16 (docs/learning.md), so the same wall clock buys 1350 steps for 900.
 BUDGET_STEPS = {"bf16": 1350, "no": 900}
 
 
