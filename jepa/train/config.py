@@ -154,8 +154,8 @@ class TrainerConfig:
     max_steps: int = 200
     grad_accum: int = 1
     # Run the mask configs one at a time, each followed by its backward, so only one config's
-    # activations are alive at once; same loss and gradients (off automatically when the loss
-    # has var/cov terms, which span configs, and under FSDP).
+    # activations are alive at once; same loss and gradients (the var/cov terms ride on config
+    # 0's call). Off under FSDP, whose lazy init forbids the target pass before the root forward.
     backward_per_mask: bool = True
     mixed_precision: str = "no"
     cpu: bool = False
