@@ -53,3 +53,22 @@ def test_every_schema_field_is_documented_and_nothing_else() -> None:
         missing, extra = schema_keys(cls) - docs[section], docs[section] - schema_keys(cls)
         assert not missing, f"{section}: {sorted(missing)} are in {cls.__name__} but not documented"
         assert not extra, f"{section}: {sorted(extra)} are documented but {cls.__name__} has no such field"
+
+
+def test_the_mask_schema_mirrors_the_mask_config() -> None:
+    """The Hydra schema of a mask config has MaskConfig's fields and defaults (lists for tuples),
+    so `build.mask_specs` hands the schema's values to MaskConfig unchanged."""
+    from jepa.masks.multiblock import MaskConfig
+
+    def defaults(cls: type) -> dict:
+        out = {}
+        for f in dataclasses.fields(cls):
+            value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            out[f.name] = tuple(value) if isinstance(value, list) else value
+        return out
+
+    schema, spec = defaults(config.MaskBlockConfig), defaults(MaskConfig)
+    assert set(schema) == set(spec)
+    assert {k: v for k, v in schema.items() if spec[k] is not dataclasses.MISSING} == {
+        k: v for k, v in spec.items() if v is not dataclasses.MISSING
+    }

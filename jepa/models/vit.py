@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from jepa.masks.multiblock import token_grid
 from jepa.masks.ops import gather_tokens
 from jepa.models.init import drop_path_rates, init_weights_, rescale_blocks_
 from jepa.models.layers import NORM_EPS, Block, PatchEmbed3D, run_blocks
@@ -33,15 +34,8 @@ def as_hw(img_size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def build_grid(img_size: tuple[int, int], patch_size: int, num_frames: int, tubelet_size: int) -> Grid:
-    """Token grid (T', H', W') a model is built for; a single frame counts as one tubelet."""
-    if patch_size <= 0 or tubelet_size <= 0:
-        raise ValueError(f"patch_size and tubelet_size must be positive, got {patch_size}, {tubelet_size}")
-    h, w = img_size
-    if h % patch_size or w % patch_size or h <= 0 or w <= 0:
-        raise ValueError(f"img_size {img_size} must be positive and divisible by patch_size {patch_size}")
-    if num_frames <= 0 or (num_frames != 1 and num_frames % tubelet_size):
-        raise ValueError(f"num_frames {num_frames} must be 1 or a positive multiple of tubelet_size {tubelet_size}")
-    return max(num_frames // tubelet_size, 1), h // patch_size, w // patch_size
+    """Token grid (T', H', W') a model is built for (`jepa.masks.multiblock.token_grid`)."""
+    return token_grid(num_frames, img_size, patch_size, tubelet_size)
 
 
 def check_pos_embed_args(pos_embed: str, rope_layout: str) -> None:
@@ -129,11 +123,7 @@ class VisionTransformer(nn.Module):
 
     def grid_size(self, num_frames: int, height: int, width: int) -> Grid:
         """Token grid (T', H', W') of an input of this size; ValueError if it does not tile."""
-        if height % self.patch_size or width % self.patch_size:
-            raise ValueError(f"input size {height}x{width} is not divisible by patch_size {self.patch_size}")
-        if num_frames != 1 and num_frames % self.tubelet_size:
-            raise ValueError(f"{num_frames} frames are not divisible by tubelet_size {self.tubelet_size}")
-        return max(num_frames // self.tubelet_size, 1), height // self.patch_size, width // self.patch_size
+        return token_grid(num_frames, (height, width), self.patch_size, self.tubelet_size)
 
     def _as_clip(self, x: Tensor) -> Tensor:
         if x.ndim == 4:

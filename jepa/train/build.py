@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from jepa.data.dataset import VideoDataset
@@ -17,6 +18,7 @@ from jepa.data.shards import ShardDataset, build_stream_loader
 from jepa.data.synthetic import ensure_synthetic_dataset
 from jepa.data.transforms import RandomResizedCropClip
 from jepa.data.video import ClipSampler
+from jepa.masks import multiblock
 from jepa.masks.multiblock import MaskConfig as MaskSpec
 from jepa.models.predictor import VisionTransformerPredictor
 from jepa.models.registry import create_encoder, create_predictor
@@ -119,22 +121,10 @@ def build_model(cfg: Any) -> nn.Module:
 
 
 def mask_specs(cfg: Any) -> list[MaskSpec]:
+    """The run's mask configs, validated (the Hydra schema mirrors `MaskSpec`'s fields)."""
     if not cfg.mask.configs:
         raise ValueError("mask.configs is empty: at least one mask config is needed")
-    return [
-        MaskSpec(
-            spatial_scale=tuple(c.spatial_scale),
-            temporal_scale=tuple(c.temporal_scale),
-            aspect_ratio=tuple(c.aspect_ratio),
-            num_blocks=c.num_blocks,
-            max_temporal_keep=c.max_temporal_keep,
-            max_keep=c.max_keep,
-            min_keep=c.min_keep,
-            full_complement=c.full_complement,
-            context_window=c.context_window,
-        )
-        for c in cfg.mask.configs
-    ]
+    return multiblock.mask_configs_from_dicts(OmegaConf.to_container(cfg.mask.configs, resolve=True))
 
 
 def token_grid(cfg: Any) -> tuple[int, int, int]:
@@ -144,7 +134,7 @@ def token_grid(cfg: Any) -> tuple[int, int, int]:
             f"data.frames_per_clip={d.frames_per_clip} must be divisible by model.tubelet_size={m.tubelet_size} "
             f"and data.crop_size={d.crop_size} by model.patch_size={m.patch_size}"
         )
-    return (d.frames_per_clip // m.tubelet_size, d.crop_size // m.patch_size, d.crop_size // m.patch_size)
+    return multiblock.token_grid(d.frames_per_clip, d.crop_size, m.patch_size, m.tubelet_size)
 
 
 def dataset_sources(cfg: Any) -> list[tuple[Path, float, str, str | None]]:

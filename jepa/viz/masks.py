@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from jepa.masks.multiblock import MaskConfig, MaskSampler
+from jepa.masks.multiblock import MaskConfig, MaskSampler, token_grid
 from jepa.viz.render import Color, check_clip, grid, legend, upsample, vstack
 
 DROPPED, CONTEXT, TARGET = 0, 1, 2
@@ -58,13 +58,7 @@ def token_labels(context: Indices, target: Indices, grid_shape: Sequence[int]) -
 def clip_token_grid(clip: np.ndarray, patch_size: int, tubelet_size: int) -> Grid:
     """(T', H', W') token grid of a (T, H, W, 3) clip; a single frame is one tubelet."""
     t, h, w = clip.shape[:3]
-    if patch_size < 1 or tubelet_size < 1:
-        raise ValueError(f"patch_size and tubelet_size must be >= 1, got {patch_size}, {tubelet_size}")
-    if h % patch_size or w % patch_size:
-        raise ValueError(f"frame size {h}x{w} is not divisible by patch_size {patch_size}")
-    if t != 1 and t % tubelet_size:
-        raise ValueError(f"{t} frames are not divisible by tubelet_size {tubelet_size}")
-    return max(t // tubelet_size, 1), h // patch_size, w // patch_size
+    return token_grid(t, (h, w), patch_size, tubelet_size)
 
 
 def overlay_labels(
