@@ -32,9 +32,27 @@ GROUP_ELEMENTS = 1 << 20
 enabled = True
 
 
+def _kernel_supported() -> bool:
+    """Whether this process's CPU kernels are the ones the kernel was measured on: native bf16
+    GEMMs (AVX512-BF16 or AMX) through ATen's AVX-512 code. Elsewhere bf16 GEMMs are emulated
+    (~1 GFLOP/s on AVX2), so SDPA, which computes bf16 attention in fp32, is faster, and with
+    ATen's plain C++ kernels (`ATEN_CPU_CAPABILITY=default`) this kernel's bf16 training loss
+    was 19x further from float64 than SDPA's (4.6e-3 against 2.4e-4, relative)."""
+    cpu = torch.cpu
+    native = any(
+        getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    )
+    return native and torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+# Read once: a call inside `use_cpu_attention` would break every compiled block's graph.
+KERNEL_SUPPORTED = _kernel_supported()
+
+
 def use_cpu_attention(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether `cpu_attention` is the faster kernel for inputs of this device and dtype (bf16 on CPU)."""
-    return enabled and device.type == "cpu" and dtype == torch.bfloat16
+    """Whether `cpu_attention` is the faster kernel for inputs of this device and dtype (bf16 on
+    a CPU whose kernels support it)."""
+    return enabled and device.type == "cpu" and dtype == torch.bfloat16 and KERNEL_SUPPORTED
 
 
 def cpu_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None) -> Tensor:
