@@ -1,6 +1,6 @@
 """Attention kernel benchmark on CPU: PyTorch's SDPA against jepa.models.cpu_attention, bf16.
 
-The default shapes are the design.md §5 step's (ViT-S/16 at 16 x 128 px, batch 4): the target
+The default shapes are the benchmark step's (docs/benchmarks.md) (ViT-S/16 at 16 x 128 px, batch 4): the target
 encoder's full clip (6 heads x 512 tokens x 64), a context encoder's kept tokens (150) and the
 predictor's context + target tokens (6 heads of 32)::
 

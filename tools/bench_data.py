@@ -1,4 +1,4 @@
-"""Data pipeline throughput, per design.md §5: one process, 16 frames at fps 4, crop 256,
+"""Data pipeline throughput (protocol: docs/benchmarks.md, "Data"): one process, 16 frames at fps 4, crop 256,
 from 10 s 426x240 30 fps H.264 files with a 2 s keyframe interval (written here first).
 
     python tools/bench_data.py                      # both backends, 200 clips each, one decode thread

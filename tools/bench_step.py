@@ -1,4 +1,4 @@
-"""Train-step benchmark (design.md §5): clips/s, time per phase, peak memory, and on GPU the
+"""Train-step benchmark (protocol: docs/benchmarks.md, "Train step"): clips/s, time per phase, peak memory, and on GPU the
 achieved TFLOP/s and MFU.
 
 Default = the protocol configuration: ViT-S/16 with RoPE, 16 frames at 128 px, batch 4,

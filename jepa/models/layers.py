@@ -75,7 +75,7 @@ class _GeluLinear(torch.autograd.Function):
     Autograd would keep both h (for the GELU) and gelu(h) (for fc2): 8 x dim floats per token
     and block, the largest share of a training step's activations. Recomputing the GELU is an
     elementwise pass; the step's result is unchanged (tests/test_golden_loss.py) and ViT-S
-    at the design.md shape keeps about 120 MB less (docs/benchmarks.md).
+    at the benchmark step's shape keeps about 120 MB less (docs/benchmarks.md).
     """
 
     @staticmethod
