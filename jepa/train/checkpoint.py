@@ -249,7 +249,7 @@ class CheckpointManager:
 
     def write_config(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / CONFIG_FILE).write_text(self.config_yaml)
+        write_text_atomic(self.run_dir / CONFIG_FILE, self.config_yaml)
 
     def save(
         self, step: int, states: Mapping[str, Mapping[str, torch.Tensor]], train_state: Mapping[str, Any], meta: dict

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jepa.atomic import write_text_atomic
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -24,7 +26,8 @@ class JsonlMetrics:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             kept = [r for r in read_metrics(self.path) if r.get("step", -1) < resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            # A resume drops the steps it will redo; a torn rewrite would lose the whole history.
+            write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self._fh = open(self.path, "a")  # noqa: SIM115 - held for the run, closed by close()
 
     def log(self, record: Mapping[str, Any]) -> None:
