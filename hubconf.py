@@ -20,11 +20,11 @@ dependencies = ["torch", "safetensors", "timm", "omegaconf"]
 
 def _sized(name: str, pretrained: str | None, kwargs: dict[str, Any]) -> Any:
     from jepa.export.load import load_encoder
-    from jepa.models.registry import VIT_SIZES, create_encoder
+    from jepa.models.registry import ENCODERS, create_encoder
 
     if pretrained is None:
         return create_encoder(name, **kwargs)
-    size = VIT_SIZES[name]
+    size = ENCODERS.args(name)
     model = load_encoder(pretrained, **kwargs)
     if (model.embed_dim, model.depth) != (size.embed_dim, size.depth):
         raise ValueError(f"{pretrained} holds a {model.embed_dim} x {model.depth} encoder, not {name}")

@@ -13,6 +13,8 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "configs.md"
 SECTIONS = {
     "top level": config.JepaConfig,
     "model": config.ModelConfig,
+    "model.encoder": config.EncoderSection,
+    "model.predictor": config.PredictorSection,
     "data": config.DataConfig,
     "data.datasets[]": config.DatasetConfig,
     "data.synthetic": config.SyntheticConfig,

@@ -45,7 +45,7 @@ def run_overrides(run_dir: Path, cache: Path, batch: int, *extra: str) -> list[s
     return [
         *tiny_overrides(run_dir, cache, STEPS),
         f"data.batch_size={batch}",
-        "model.drop_path_rate=0.0",
+        "model.encoder.drop_path_rate=0.0",
         "optim.clip_grad=1.0",  # active: the first steps' gradient norms are above it
         "trainer.cpu=true",
         "trainer.tensorboard=false",

@@ -16,14 +16,23 @@ from omegaconf import OmegaConf
 import jepa
 from jepa.eval.probe import AttentiveClassifier
 from jepa.export.state import CheckpointMismatchError
+from jepa.export.training import read_training
 from jepa.models.predictor import VisionTransformerPredictor
 from jepa.models.vit import VisionTransformer
 from jepa.train.checkpoint import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CFG = dict(
+    name="vit_tiny", predictor_name="vjepa2",
+    encoder=dict(img_size=32, num_frames=4, patch_size=8, tubelet_size=2, pos_embed="rope", rope_layout="released"),
+    predictor=dict(depth=2, predictor_embed_dim=48, num_heads=4, num_mask_tokens=2),
+)  # fmt: skip
+# The same model in the flat `model:` layout of run configs written before the Args sections.
+FLAT_MODEL_CFG = dict(
     name="vit_tiny", img_size=32, num_frames=4, patch_size=8, tubelet_size=2, pos_embed="rope",
     rope_layout="released", pred_depth=2, pred_embed_dim=48, pred_num_heads=4, num_mask_tokens=2,
+    zero_init_mask_tokens=True, drop_path_rate=0.0, activation_checkpointing=False, per_config_mask_tokens=False,
+    pred_levels=[],
 )  # fmt: skip
 
 
@@ -51,6 +60,19 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch
     run_dir = tmp_path_factory.mktemp("run")
     save_checkpoint(run_dir, 5, models, {"step": 5}, OmegaConf.to_yaml(cfg))
     return run_dir, {k: m.eval() for k, m in models.items()}
+
+
+def test_a_run_config_in_the_flat_layout_loads_the_same_models(
+    run: tuple[Path, dict[str, torch.nn.Module]], tmp_path: Path
+) -> None:
+    run_dir, _ = run
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    flat = OmegaConf.to_yaml(OmegaConf.create({"name": "t", "seed": 0, "model": FLAT_MODEL_CFG}))
+    for config in old.rglob("config.yaml"):
+        config.write_text(flat)
+    new, upgraded = read_training(run_dir), read_training(old)
+    assert (upgraded.encoder_args, upgraded.predictor_args) == (new.encoder_args, new.predictor_args)
 
 
 @torch.no_grad()

@@ -33,7 +33,7 @@ def test_fixed_seed_loss_curve_is_unchanged(tmp_path: Path) -> None:
             "optim.weight_decay=0.04",
             "optim.final_weight_decay=0.04",
             "mask=vjepa2",
-            "model.pred_depth=1",
+            "model.predictor.depth=1",
         ]
     )
     train(cfg)

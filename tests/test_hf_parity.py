@@ -112,7 +112,7 @@ def test_exported_dir_opens_in_transformers_and_loads_back(tmp_path: Path) -> No
     assert all(torch.equal(back.state_dict()[k], v) for k, v in enc.state_dict().items())
     back_pred = load_predictor(tmp_path / "saved_by_hf")
     assert all(torch.equal(back_pred.state_dict()[k], v) for k, v in pred.state_dict().items())
-    assert read_hf(tmp_path / "saved_by_hf").encoder_config["num_heads"] == 4
+    assert read_hf(tmp_path / "saved_by_hf").encoder_args.num_heads == 4
 
 
 def test_v1_and_interleaved_models_refuse_hf_export(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from torch import nn
 from jepa.masks.ops import check_indices, gather_tokens
 from jepa.models import (
     AttentivePooler,
+    EncoderArgs,
     VisionTransformer,
     VisionTransformerPredictor,
     compile_blocks,
@@ -130,14 +131,12 @@ def test_other_registered_sizes(name: str, dim: int, depth: int, heads: int, hid
 def test_registry() -> None:
     assert set(list_models()) >= {f"vit_{s}" for s in ("tiny", "small", "base", "large", "huge", "giant", "gigantic")}
     assert list_models("vit_gi*") == ["vit_giant", "vit_gigantic"]
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(ValueError, match="unknown encoder"):
         create_encoder("vit_colossal")
-
-    def vit_tiny(**overrides: object) -> VisionTransformer:
-        return VisionTransformer()
-
     with pytest.raises(ValueError, match="already registered"):
-        register_model(vit_tiny)
+        register_model("vit_tiny", EncoderArgs())
+    with pytest.raises(ValueError, match="no field"):
+        create_encoder("vit_tiny", dept=1)
     model = create_encoder("vit_tiny", depth=1, img_size=32, patch_size=8, num_frames=2)
     assert (len(model.blocks), model.embed_dim, model.grid) == (1, 192, (1, 4, 4))
 

@@ -218,27 +218,27 @@ def _meta_state(dim: int, depth: int, hidden: int, pos_rows: int = 0) -> dict[st
 
 @pytest.mark.parametrize("size", sorted(RELEASED))
 def test_released_shapes_infer_the_registered_architecture(size: str) -> None:
-    from jepa.export.official import infer_encoder_config
+    from jepa.export.official import infer_encoder_args
     from jepa.export.state import compare_state
-    from jepa.models.registry import VIT_SIZES, create_encoder
+    from jepa.models.registry import ENCODERS, create_encoder
 
     notes: list[str] = []
     state = _meta_state(*RELEASED[size])
-    cfg = infer_encoder_config(state, notes)
-    ref = VIT_SIZES[size]
-    assert (cfg["embed_dim"], cfg["depth"], cfg["num_heads"], cfg["mlp_ratio"]) == (
+    args = infer_encoder_args(state, notes)
+    ref = ENCODERS.args(size)
+    assert (args.embed_dim, args.depth, args.num_heads, args.mlp_ratio) == (
         ref.embed_dim, ref.depth, ref.num_heads, ref.mlp_ratio
     )  # fmt: skip
-    assert (cfg["img_size"], cfg["num_frames"], cfg["pos_embed"]) == (256, 16, "rope")
+    assert (args.img_size, args.num_frames, args.pos_embed) == ((256, 256), 16, "rope")
     with torch.device("meta"):
-        model = VisionTransformer(**cfg)
+        model = VisionTransformer(args)
     assert compare_state(model.state_dict(), state, size).ok
     with torch.device("meta"):
         assert compare_state(create_encoder(size).state_dict(), state, size).ok
 
 
 def test_released_vjepa1_table_reads_as_16_frames_at_224() -> None:
-    from jepa.export.official import infer_encoder_config
+    from jepa.export.official import infer_encoder_args
 
-    cfg = infer_encoder_config(_meta_state(1024, 24, 4096, pos_rows=1568), [])
-    assert (cfg["pos_embed"], cfg["num_frames"], cfg["img_size"], cfg["num_heads"]) == ("sincos", 16, 224, 16)
+    args = infer_encoder_args(_meta_state(1024, 24, 4096, pos_rows=1568), [])
+    assert (args.pos_embed, args.num_frames, args.img_size, args.num_heads) == ("sincos", 16, (224, 224), 16)

@@ -46,14 +46,14 @@ def tiny_overrides(run_dir: Path, cache: Path, steps: int = 4) -> list[str]:
         "data.frames_per_clip=4",
         "data.frame_step=2",
         "data.crop_size=32",
-        "model.img_size=32",
-        "model.num_frames=4",
-        "model.patch_size=8",
-        "model.pred_depth=1",
-        "model.pred_embed_dim=32",
-        "model.pred_num_heads=2",
+        "model.encoder.img_size=32",
+        "model.encoder.num_frames=4",
+        "model.encoder.patch_size=8",
+        "model.predictor.depth=1",
+        "model.predictor.predictor_embed_dim=32",
+        "model.predictor.num_heads=2",
         "model.name=vit_tiny",
-        "model.pos_embed=rope",  # the mechanics tests were written on RoPE; the demo itself uses sin-cos
+        "model.encoder.pos_embed=rope",  # the mechanics tests were written on RoPE; the demo itself uses sin-cos
         f"trainer.max_steps={steps}",
         "trainer.ckpt_every=2",
         "trainer.progress=false",
@@ -262,9 +262,9 @@ def test_every_experiment_composes_and_builds_on_meta(experiment: str) -> None:
     # Released recipes use V-JEPA 2's two mask families; the demos add a predict-the-future one.
     assert len(build.mask_specs(cfg)) == (3 if "demo" in experiment else 2)
     # ... and sin-cos positions, which learn more motion at 64 px (docs/learning.md).
-    assert cfg.model.pos_embed == ("sincos" if "demo" in experiment else "rope")
+    assert model.encoder.pos_embed_type == ("sincos" if "demo" in experiment else "rope")
     assert (model.encoder.pos_embed is not None) == ("demo" in experiment)
-    assert grid[1] == cfg.data.crop_size // cfg.model.patch_size
+    assert grid[1] == cfg.data.crop_size // model.encoder.patch_size
     n_params = sum(p.numel() for p in model.encoder.parameters())
     assert n_params > 5e6
     json.dumps(OmegaConf.to_container(cfg, resolve=False))

@@ -8,7 +8,7 @@ factor on (a) a random-init encoder, (b) the pixel baseline, (c) JEPA, and print
 
     python tools/bench_learning.py                              # the documented run
     python tools/bench_learning.py --steps 100 --videos 96 --pretrain-videos 0   # a quick smoke run
-    python tools/bench_learning.py --set model.pred_depth=4     # a recipe change, both methods
+    python tools/bench_learning.py --set model.predictor.depth=4  # a recipe change, both methods
     python tools/bench_learning.py --pretrain-videos 0 --steps 300   # pretrain on the probes' train split
 
 Budgets are in steps (same steps and batch for both methods), not wall clock: on a shared

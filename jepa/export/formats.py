@@ -1,6 +1,6 @@
 """Our exported format: a directory with `config.json` + `model.safetensors`.
 
-`config.json` holds the constructor kwargs of the encoder (and optionally the predictor),
+`config.json` holds the Args of the encoder (and optionally the predictor) as dicts,
 so `jepa.load_encoder(dir)` rebuilds the model with no training code, no Hydra and no
 pickle. Tensors live in one safetensors file under the prefixes `encoder.` and
 `predictor.`. Training-only settings (drop path, activation checkpointing) are reset, since
@@ -20,6 +20,7 @@ from torch import Tensor
 from jepa.atomic import atomic_file, write_text_atomic
 from jepa.checkpoint_files import CheckpointMismatchError, read_json, read_safetensors
 from jepa.export.raw import RawCheckpoint
+from jepa.models.args import EncoderArgs, ModelArgs, PredictorArgs
 
 FORMAT = "jepa-export"
 FORMAT_VERSION = 1
@@ -28,19 +29,20 @@ WEIGHTS_FILE = "model.safetensors"
 _INFERENCE_ONLY = {"drop_path_rate": 0.0, "use_activation_checkpointing": False}
 
 
-def _jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()} | _INFERENCE_ONLY
+def _jsonable(args: ModelArgs) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in args.replace(**_INFERENCE_ONLY).as_dict().items()}
 
 
 def save_exported(
     directory: str | Path,
     encoder_state: Mapping[str, Tensor],
-    encoder_config: Mapping[str, Any],
+    encoder_config: EncoderArgs | Mapping[str, Any],
     predictor_state: Mapping[str, Tensor] | None = None,
-    predictor_config: Mapping[str, Any] | None = None,
+    predictor_config: PredictorArgs | Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write an encoder (and optionally its predictor) in our exported format."""
+    """Write an encoder (and optionally its predictor) in our exported format; configs are
+    Args or their dicts (`model.config`)."""
     from jepa import __version__
 
     directory = Path(directory)
@@ -55,8 +57,8 @@ def save_exported(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "jepa_version": __version__,
-        "encoder": _jsonable(encoder_config),
-        "predictor": _jsonable(predictor_config) if predictor_state is not None and predictor_config else None,
+        "encoder": _jsonable(EncoderArgs.of(encoder_config)),
+        "predictor": _jsonable(PredictorArgs.of(predictor_config)) if predictor_state is not None else None,
         "meta": dict(meta or {}),
     }
     with atomic_file(directory / WEIGHTS_FILE) as tmp:
@@ -93,4 +95,8 @@ def read_exported(directory: str | Path) -> RawCheckpoint:
         )
     if "encoder" not in states:
         raise CheckpointMismatchError(f"{directory}: no encoder.* tensors in {WEIGHTS_FILE}")
-    return RawCheckpoint("exported", str(directory), states, dict(config["encoder"]), config.get("predictor"))
+    pred = config.get("predictor")
+    return RawCheckpoint(
+        "exported", str(directory), states, EncoderArgs.from_dict(config["encoder"]),
+        PredictorArgs.from_dict(pred) if pred else None,
+    )  # fmt: skip

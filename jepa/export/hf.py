@@ -28,6 +28,7 @@ from torch import Tensor
 from jepa.atomic import atomic_file, write_text_atomic
 from jepa.checkpoint_files import CheckpointMismatchError, load_torch_file, read_json, read_safetensors
 from jepa.export.raw import RawCheckpoint
+from jepa.models.args import EncoderArgs, PredictorArgs
 from jepa.models.layers import NORM_EPS
 
 CONFIG_FILE = "config.json"
@@ -159,59 +160,43 @@ def hf_to_ours(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str
     return enc_ours, pred_ours
 
 
-def _square(img_size: Any) -> int:
-    h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-    if h != w:
-        raise CheckpointMismatchError(f"HF VJEPA2 assumes a square crop; this model is {h}x{w}")
-    return int(h)
-
-
-def hf_config(encoder_config: Mapping[str, Any], predictor_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """`VJEPA2Config` fields (as a JSON dict) for our encoder / predictor constructor kwargs."""
-    e = encoder_config
-    if e.get("pos_embed", "rope") != "rope" or e.get("rope_layout", "released") != "released":
+def hf_config(
+    encoder: EncoderArgs | Mapping[str, Any], predictor: PredictorArgs | Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """`VJEPA2Config` fields (as a JSON dict) for our encoder / predictor Args (or their dicts)."""
+    e = EncoderArgs.of(encoder)
+    if e.pos_embed != "rope" or e.rope_layout != "released":
         raise CheckpointMismatchError(
             f"HF VJEPA2Model implements only 3D RoPE in the released layout; this encoder has "
-            f"pos_embed={e.get('pos_embed')!r}, rope_layout={e.get('rope_layout')!r}"
+            f"pos_embed={e.pos_embed!r}, rope_layout={e.rope_layout!r}"
         )
+    if e.img_size[0] != e.img_size[1]:
+        raise CheckpointMismatchError(f"HF VJEPA2 assumes a square crop; this model is {e.img_size[0]}x{e.img_size[1]}")
     cfg: dict[str, Any] = {
-        "model_type": "vjepa2",
-        "architectures": ["VJEPA2Model"],
-        "crop_size": _square(e["img_size"]),
-        "frames_per_clip": int(e["num_frames"]),
-        "patch_size": int(e["patch_size"]),
-        "tubelet_size": int(e["tubelet_size"]),
-        "in_chans": int(e.get("in_chans", 3)),
-        "hidden_size": int(e["embed_dim"]),
-        "num_hidden_layers": int(e["depth"]),
-        "num_attention_heads": int(e["num_heads"]),
-        "mlp_ratio": float(e.get("mlp_ratio", 4.0)),
-        "qkv_bias": bool(e.get("qkv_bias", True)),
-        "layer_norm_eps": NORM_EPS,
-        "hidden_act": "gelu",
-        "drop_path_rate": 0.0,
-    }
-    if predictor_config is not None:
-        p = predictor_config
-        if p.get("pos_embed", "rope") != "rope" or p.get("rope_layout", "released") != "released":
+        "model_type": "vjepa2", "architectures": ["VJEPA2Model"], "crop_size": e.img_size[0],
+        "frames_per_clip": e.num_frames, "patch_size": e.patch_size, "tubelet_size": e.tubelet_size,
+        "in_chans": e.in_chans, "hidden_size": e.embed_dim, "num_hidden_layers": e.depth,
+        "num_attention_heads": e.num_heads, "mlp_ratio": float(e.mlp_ratio), "qkv_bias": e.qkv_bias,
+        "layer_norm_eps": NORM_EPS, "hidden_act": "gelu", "drop_path_rate": 0.0,
+    }  # fmt: skip
+    if predictor is not None:
+        p = PredictorArgs.of(predictor)
+        if p.pos_embed != "rope" or p.rope_layout != "released":
             raise CheckpointMismatchError("HF VJEPA2Model's predictor implements only released-layout 3D RoPE")
-        if not p.get("qkv_bias", True):
+        if not p.qkv_bias:
             raise CheckpointMismatchError(
                 "HF VJEPA2Model's predictor shares qkv_bias with the encoder; need qkv_bias=True"
             )
         cfg.update(
-            pred_hidden_size=int(p["predictor_embed_dim"]),
-            pred_num_hidden_layers=int(p["depth"]),
-            pred_num_attention_heads=int(p["num_heads"]),
-            pred_mlp_ratio=float(p.get("mlp_ratio", 4.0)),
-            pred_num_mask_tokens=int(p.get("num_mask_tokens", 10)),
-            pred_zero_init_mask_tokens=bool(p.get("zero_init_mask_tokens", True)),
-        )
+            pred_hidden_size=p.predictor_embed_dim, pred_num_hidden_layers=p.depth,
+            pred_num_attention_heads=p.num_heads, pred_mlp_ratio=float(p.mlp_ratio),
+            pred_num_mask_tokens=p.num_mask_tokens, pred_zero_init_mask_tokens=p.zero_init_mask_tokens,
+        )  # fmt: skip
     return cfg
 
 
-def configs_from_hf(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(encoder kwargs, predictor kwargs) for an HF `VJEPA2Config` dict."""
+def args_from_hf(cfg: Mapping[str, Any]) -> tuple[EncoderArgs, PredictorArgs]:
+    """(encoder, predictor) Args for an HF `VJEPA2Config` dict; its defaults are HF's (ViT-L/16 at 256 px)."""
     if cfg.get("model_type") != "vjepa2":
         raise CheckpointMismatchError(f"config.json model_type is {cfg.get('model_type')!r}, expected 'vjepa2'")
     if cfg.get("hidden_act", "gelu") != "gelu" or abs(float(cfg.get("layer_norm_eps", NORM_EPS)) - NORM_EPS) > 1e-12:
@@ -220,31 +205,29 @@ def configs_from_hf(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
         )
     patch = cfg.get("patch_size", 16)
     patch = int(patch[0] if isinstance(patch, (list, tuple)) else patch)
-    enc = dict(
+    enc = EncoderArgs(
         img_size=int(cfg.get("crop_size", 256)), patch_size=patch, num_frames=int(cfg.get("frames_per_clip", 64)),
         tubelet_size=int(cfg.get("tubelet_size", 2)), in_chans=int(cfg.get("in_chans", 3)),
         embed_dim=int(cfg.get("hidden_size", 1024)), depth=int(cfg.get("num_hidden_layers", 24)),
         num_heads=int(cfg.get("num_attention_heads", 16)), mlp_ratio=float(cfg.get("mlp_ratio", 4.0)),
-        qkv_bias=bool(cfg.get("qkv_bias", True)), pos_embed="rope", rope_layout="released",
+        qkv_bias=bool(cfg.get("qkv_bias", True)),
     )  # fmt: skip
-    pred = dict(
-        img_size=enc["img_size"], patch_size=patch, num_frames=enc["num_frames"], tubelet_size=enc["tubelet_size"],
-        embed_dim=enc["embed_dim"], predictor_embed_dim=int(cfg.get("pred_hidden_size", 384)),
+    pred = PredictorArgs(
+        predictor_embed_dim=int(cfg.get("pred_hidden_size", 384)),
         depth=int(cfg.get("pred_num_hidden_layers", 12)), num_heads=int(cfg.get("pred_num_attention_heads", 12)),
-        mlp_ratio=float(cfg.get("pred_mlp_ratio", 4.0)), qkv_bias=enc["qkv_bias"],
+        mlp_ratio=float(cfg.get("pred_mlp_ratio", 4.0)), qkv_bias=enc.qkv_bias,
         num_mask_tokens=int(cfg.get("pred_num_mask_tokens", 10)),
         zero_init_mask_tokens=bool(cfg.get("pred_zero_init_mask_tokens", True)),
-        pos_embed="rope", rope_layout="released",
-    )  # fmt: skip
+    ).for_encoder(enc)  # fmt: skip
     return enc, pred
 
 
 def save_hf(
     directory: str | Path,
     encoder_state: Mapping[str, Tensor],
-    encoder_config: Mapping[str, Any],
+    encoder_config: EncoderArgs | Mapping[str, Any],
     predictor_state: Mapping[str, Tensor] | None = None,
-    predictor_config: Mapping[str, Any] | None = None,
+    predictor_config: PredictorArgs | Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `config.json` + `model.safetensors` that `transformers.VJEPA2Model.from_pretrained` opens.
 
@@ -298,7 +281,7 @@ def read_hf(directory: str | Path) -> RawCheckpoint:
     """Read an HF `VJEPA2Model` (or `VJEPA2ForVideoClassification`) directory into our names."""
     directory = Path(directory)
     cfg = read_json(directory / CONFIG_FILE)
-    enc_cfg, pred_cfg = configs_from_hf(cfg)
+    enc_cfg, pred_cfg = args_from_hf(cfg)
     enc_state, pred_state = hf_to_ours(read_hf_weights(directory))
     states = {"encoder": enc_state}
     if pred_state:

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from jepa.checkpoint_files import CheckpointMismatchError, read_json
 from jepa.export.hf import CONFIG_FILE, encoder_to_hf, hf_config, predictor_to_hf, read_hf_weights, write_hf_dir
+from jepa.models.args import EncoderArgs, PredictorArgs
 
 # One transformer-layer tensor in HF's pooler: (ours, HF) module suffixes; q/k/v are stacked.
 _SELF = {
@@ -162,19 +163,14 @@ def _labels(cfg: Mapping[str, Any]) -> list[str] | None:
 
 
 def hf_classifier_config(
-    encoder_config: Mapping[str, Any],
+    encoder_config: EncoderArgs | Mapping[str, Any],
     probe_config: Mapping[str, Any],
-    predictor_config: Mapping[str, Any] | None = None,
+    predictor_config: PredictorArgs | Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`VJEPA2Config` fields of a `VJEPA2ForVideoClassification` for our encoder and probe."""
     cfg = hf_config(encoder_config, predictor_config)
-    p, e = probe_config, encoder_config
-    expected = {
-        "dim": int(e["embed_dim"]),
-        "num_queries": 1,
-        "num_heads": int(e["num_heads"]),
-        "mlp_ratio": float(e.get("mlp_ratio", 4.0)),
-    }
+    p, e = probe_config, EncoderArgs.of(encoder_config)
+    expected = {"dim": e.embed_dim, "num_queries": 1, "num_heads": e.num_heads, "mlp_ratio": float(e.mlp_ratio)}
     wrong = {k: (p.get(k), v) for k, v in expected.items() if p.get(k) != v}
     if wrong:
         raise CheckpointMismatchError(
@@ -194,10 +190,10 @@ def hf_classifier_config(
 def save_hf_classifier(
     directory: str | Path,
     encoder_state: Mapping[str, Tensor],
-    encoder_config: Mapping[str, Any],
+    encoder_config: EncoderArgs | Mapping[str, Any],
     probe: torch.nn.Module,
     predictor_state: Mapping[str, Tensor] | None = None,
-    predictor_config: Mapping[str, Any] | None = None,
+    predictor_config: PredictorArgs | Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a directory `transformers.VJEPA2ForVideoClassification.from_pretrained` opens:
     our encoder (+ predictor) under `vjepa2.`, the probe as its pooler and classifier."""

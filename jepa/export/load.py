@@ -107,9 +107,9 @@ def read_source(
 def _apply_overrides(
     raw: RawCheckpoint, encoder_kwargs: Mapping[str, Any] | None, predictor_kwargs: Mapping[str, Any] | None
 ) -> None:
-    raw.encoder_config.update(encoder_kwargs or {})
-    if raw.predictor_config is not None:
-        raw.predictor_config.update(predictor_kwargs or {})
+    raw.encoder_args = raw.encoder_args.replace(**(encoder_kwargs or {}))
+    if raw.predictor_args is not None:
+        raw.predictor_args = raw.predictor_args.replace(**(predictor_kwargs or {}))
 
 
 def _as_float(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -152,11 +152,11 @@ def build_models(
         if role not in raw.states:
             continue
         if role in ENCODER_ROLES:
-            factory: Callable[[], nn.Module] = lambda: VisionTransformer(**raw.encoder_config)  # noqa: E731
+            factory: Callable[[], nn.Module] = lambda: VisionTransformer(raw.encoder_args)  # noqa: E731
         else:
-            if raw.predictor_config is None:
+            if raw.predictor_args is None:
                 raise CheckpointMismatchError(f"{raw.source}: predictor weights without a predictor config")
-            factory = lambda: VisionTransformerPredictor(**raw.predictor_config)  # noqa: E731
+            factory = lambda: VisionTransformerPredictor(raw.predictor_args)  # noqa: E731
         model, report = instantiate(factory, raw.states[role], strict, f"{role} from {raw.source}")
         out.reports.append(report)
         setattr(out, role, _finish(model, device, dtype))
@@ -177,8 +177,8 @@ def load_models(
 ) -> LoadedModels:
     """Load every model of `roles` that `source` holds ("target_encoder", "encoder", "predictor").
 
-    `encoder_kwargs` / `predictor_kwargs` override the stored or inferred constructor
-    arguments (e.g. `num_heads`, `img_size`, `num_frames` for an official `.pt`).
+    `encoder_kwargs` / `predictor_kwargs` replace fields of the stored or inferred
+    EncoderArgs / PredictorArgs (e.g. `num_heads`, `img_size`, `num_frames` for an official `.pt`).
     """
     raw = read_source(source, encoder_kwargs, predictor_kwargs)
     return build_models(raw, roles, strict, device, dtype)

@@ -37,7 +37,8 @@ from torch import Tensor
 
 from jepa.checkpoint_files import CheckpointMismatchError, load_torch_file
 from jepa.export.raw import RawCheckpoint
-from jepa.models.registry import VIT_SIZES
+from jepa.models.args import EncoderArgs, PredictorArgs
+from jepa.models.registry import ENCODERS
 
 WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "backbone.")
 MODEL_KEYS: tuple[str, ...] = ("encoder", "predictor", "target_encoder")
@@ -121,8 +122,8 @@ def _grid_from_rows(rows: int, tubelet: int, num_frames: int | None) -> tuple[in
     )
 
 
-def infer_encoder_config(state: Mapping[str, Tensor], notes: list[str], **overrides: Any) -> dict[str, Any]:
-    """`VisionTransformer` kwargs from an encoder state dict; `overrides` win over inference."""
+def infer_encoder_args(state: Mapping[str, Tensor], notes: list[str], **overrides: Any) -> EncoderArgs:
+    """EncoderArgs from an encoder state dict; `overrides` win over inference."""
     weight = require_key(state, "patch_embed.proj.weight", "encoder")
     if weight.ndim != 5 or weight.shape[3] != weight.shape[4]:
         raise CheckpointMismatchError(f"patch_embed.proj.weight must be (D, C, t, p, p), got {tuple(weight.shape)}")
@@ -139,7 +140,7 @@ def infer_encoder_config(state: Mapping[str, Tensor], notes: list[str], **overri
         mlp_ratio=mlp_ratio_of(hidden, dim), qkv_bias="blocks.0.attn.qkv.bias" in state,
         pos_embed="sincos" if "pos_embed" in state else "rope", rope_layout="released",
     )  # fmt: skip
-    sizes = [(n, s) for n, s in VIT_SIZES.items() if (s.embed_dim, s.depth) == (dim, depth)]
+    sizes = [(n, s) for n, s in ENCODERS.items() if (s.embed_dim, s.depth) == (dim, depth)]
     if sizes and int(dim * sizes[0][1].mlp_ratio) == hidden:
         cfg["mlp_ratio"] = sizes[0][1].mlp_ratio  # the exact registered value, e.g. 48/11 for ViT-g
     if "num_heads" not in overrides:
@@ -160,35 +161,32 @@ def infer_encoder_config(state: Mapping[str, Tensor], notes: list[str], **overri
         cfg.update(img_size=RELEASED_IMG_SIZE, num_frames=RELEASED_NUM_FRAMES)
         if "img_size" not in overrides or "num_frames" not in overrides:
             notes.append(f"build size {RELEASED_NUM_FRAMES} frames at {RELEASED_IMG_SIZE} px (RoPE runs at any size)")
-    cfg.update(overrides)
-    return cfg
+    return EncoderArgs.from_dict({**cfg, **overrides})
 
 
-def infer_predictor_config(
-    state: Mapping[str, Tensor], encoder_config: Mapping[str, Any], notes: list[str], **overrides: Any
-) -> dict[str, Any]:
-    """`VisionTransformerPredictor` kwargs from a predictor state dict and its encoder's config."""
+def infer_predictor_args(
+    state: Mapping[str, Tensor], encoder: EncoderArgs, notes: list[str], **overrides: Any
+) -> PredictorArgs:
+    """PredictorArgs from a predictor state dict and its encoder's args; `overrides` win."""
     embed = require_key(state, "predictor_embed.weight", "predictor")
     pred_dim, dim = int(embed.shape[0]), int(embed.shape[1])
     hidden = int(require_key(state, "predictor_blocks.0.mlp.fc1.weight", "predictor").shape[0])
     num_tokens = sum(1 for k in state if re.fullmatch(r"mask_tokens\.\d+", k))
     sincos = "predictor_pos_embed" in state
     cfg: dict[str, Any] = dict(
-        img_size=encoder_config["img_size"], patch_size=encoder_config["patch_size"],
-        num_frames=encoder_config["num_frames"], tubelet_size=encoder_config["tubelet_size"],
-        embed_dim=dim, predictor_embed_dim=pred_dim, depth=count_blocks(state, "predictor_blocks."),
+        img_size=encoder.img_size, patch_size=encoder.patch_size, num_frames=encoder.num_frames,
+        tubelet_size=encoder.tubelet_size, embed_dim=dim, predictor_embed_dim=pred_dim, depth=count_blocks(state, "predictor_blocks."),
         mlp_ratio=mlp_ratio_of(hidden, pred_dim), qkv_bias="predictor_blocks.0.attn.qkv.bias" in state,
         num_mask_tokens=max(num_tokens, 1), pos_embed="sincos" if sincos else "rope", rope_layout="released",
     )  # fmt: skip
     if "num_heads" not in overrides:
-        heads = encoder_config["num_heads"] if sincos else RELEASED_PRED_HEADS
+        heads = encoder.num_heads if sincos else RELEASED_PRED_HEADS
         if pred_dim % heads:
             raise CheckpointMismatchError(f"cannot infer predictor heads for width {pred_dim}: pass pred_num_heads=")
         cfg["num_heads"] = heads
         origin = "the encoder's (V-JEPA 1)" if sincos else "the released V-JEPA 2 value"
         notes.append(f"predictor num_heads={heads}: {origin}")
-    cfg.update(overrides)
-    return cfg
+    return PredictorArgs.from_dict({**cfg, **overrides})
 
 
 def read_official(
@@ -203,8 +201,8 @@ def read_official(
     enc_state = states.get("target_encoder", states.get("encoder"))
     if enc_state is None:
         raise CheckpointMismatchError(f"{path} holds no encoder weights (only {sorted(states)}); an encoder is needed")
-    enc_cfg = infer_encoder_config(enc_state, notes, **dict(encoder_overrides or {}))
+    enc_cfg = infer_encoder_args(enc_state, notes, **dict(encoder_overrides or {}))
     pred_cfg = None
     if "predictor" in states:
-        pred_cfg = infer_predictor_config(states["predictor"], enc_cfg, notes, **dict(predictor_overrides or {}))
+        pred_cfg = infer_predictor_args(states["predictor"], enc_cfg, notes, **dict(predictor_overrides or {}))
     return RawCheckpoint("official", str(path), states, enc_cfg, pred_cfg, notes)

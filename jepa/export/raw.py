@@ -1,4 +1,4 @@
-"""What every checkpoint reader hands to the loader: our parameter names plus constructor kwargs.
+"""What every checkpoint reader hands to the loader: our parameter names plus the models' Args.
 
 Readers (ours, exported, official `.pt`, HF `VJEPA2Model`) differ only in file layout and
 naming; once they produce a `RawCheckpoint`, building and strictly loading the models is
@@ -8,9 +8,10 @@ one code path (`jepa.export.load`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from torch import Tensor
+
+from jepa.models.args import EncoderArgs, PredictorArgs
 
 ENCODER_ROLES: tuple[str, ...] = ("target_encoder", "encoder")
 ROLES: tuple[str, ...] = ("target_encoder", "encoder", "predictor")
@@ -20,16 +21,15 @@ ROLES: tuple[str, ...] = ("target_encoder", "encoder", "predictor")
 class RawCheckpoint:
     """State dicts by role ("encoder", "target_encoder", "predictor") in our names, and configs.
 
-    `encoder_config` are `VisionTransformer` kwargs shared by both encoders;
-    `predictor_config` are `VisionTransformerPredictor` kwargs (None without a predictor).
+    `encoder_args` describe both encoders; `predictor_args` the predictor (None without one).
     `notes` record guesses (inferred sizes, fallbacks) so the loader can report them.
     """
 
     format: str
     source: str
     states: dict[str, dict[str, Tensor]]
-    encoder_config: dict[str, Any]
-    predictor_config: dict[str, Any] | None = None
+    encoder_args: EncoderArgs
+    predictor_args: PredictorArgs | None = None
     notes: list[str] = field(default_factory=list)
 
     def encoder_state(self, which: str) -> tuple[str, dict[str, Tensor]]:

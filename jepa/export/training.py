@@ -1,9 +1,8 @@
 """Read models from our training runs: a run directory or one checkpoint directory.
 
 Only `model.safetensors` and `config.yaml` are read; `train_state.pt` (optimizer, RNG) is
-not needed to use the models. The models are built with the same `build_encoder` /
-`build_predictor` the training used (on the meta device, so nothing is initialised), which
-keeps the config -> architecture mapping in one place.
+not needed to use the models. Their Args come from the same `encoder_args` / `predictor_args`
+the training used, which keeps the config -> architecture mapping in one place.
 """
 
 from __future__ import annotations
@@ -11,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import OmegaConf
 
 from jepa.checkpoint_files import CheckpointMismatchError, read_safetensors
 from jepa.export.raw import RawCheckpoint
+from jepa.models.args import EncoderArgs, PredictorArgs
 from jepa.train.checkpoint import CKPT_DIRNAME, CONFIG_FILE, MODEL_FILE, find_latest, split_prefixed
 
 
@@ -28,16 +27,14 @@ def is_training_checkpoint(path: str | Path) -> bool:
     return (path / MODEL_FILE).is_file() and (path / CONFIG_FILE).is_file()
 
 
-def model_configs(model_cfg: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(encoder kwargs, predictor kwargs) of the `model:` section of a resolved training config."""
-    from jepa.train.build import build_encoder, build_predictor
-    from jepa.train.config import ModelConfig
+def model_args(model_cfg: Any) -> tuple[EncoderArgs, PredictorArgs]:
+    """(encoder, predictor) Args of the `model:` section of a resolved training config."""
+    from jepa.train.build import encoder_args, predictor_args
+    from jepa.train.config import ModelConfig, upgrade_model_section
 
-    merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), model_cfg)
-    with torch.device("meta"):
-        encoder = build_encoder(merged)
-        predictor = build_predictor(merged, encoder)
-    return dict(encoder.config), dict(predictor.config)
+    merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), upgrade_model_section(model_cfg))
+    encoder = encoder_args(merged)
+    return encoder, predictor_args(merged, encoder)
 
 
 def read_training(path: str | Path) -> RawCheckpoint:
@@ -53,7 +50,7 @@ def read_training(path: str | Path) -> RawCheckpoint:
     cfg = OmegaConf.load(path / CONFIG_FILE)
     if "model" not in cfg:
         raise CheckpointMismatchError(f"{path / CONFIG_FILE} has no 'model:' section")
-    enc_cfg, pred_cfg = model_configs(cfg.model)
+    enc_cfg, pred_cfg = model_args(cfg.model)
     states = split_prefixed(read_safetensors(path / MODEL_FILE))
     unknown = sorted(set(states) - {"encoder", "target_encoder", "predictor"})
     if unknown:

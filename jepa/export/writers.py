@@ -92,9 +92,9 @@ def export_encoder(
         target = Path(out)
         target = target / PT2_FILE if target.suffix != ".pt2" else target
         return export_program(encoder, target, num_frames or encoder.num_frames, size)
-    enc_state, enc_cfg = encoder.state_dict(), encoder.config
+    enc_state, enc_cfg = encoder.state_dict(), encoder.args
     pred_state = pred.state_dict() if pred is not None else None
-    pred_cfg = pred.config if pred is not None else None
+    pred_cfg = pred.args if pred is not None else None
     if format == "hf" and probe is not None:
         return save_hf_classifier(out, enc_state, enc_cfg, probe, pred_state, pred_cfg)
     if format == "hf":

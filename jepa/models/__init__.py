@@ -1,5 +1,7 @@
-"""Models: ViT encoder, predictor, attentive pooler and the shared layers they are built from."""
+"""Models: ViT encoder, predictor, attentive pooler, the shared layers they are built from, and
+the Args dataclasses and registries that describe them."""
 
+from jepa.models.args import ACPredictorArgs, EncoderArgs, PredictorArgs
 from jepa.models.attentive_pool import AttentivePooler
 from jepa.models.layers import (
     Attention,
@@ -13,11 +15,25 @@ from jepa.models.layers import (
 )
 from jepa.models.pos_embed import interpolate_pos_embed, sincos_3d
 from jepa.models.predictor import VisionTransformerPredictor
-from jepa.models.registry import VIT_SIZES, create_encoder, create_predictor, list_models, register_model
+from jepa.models.registry import (
+    ENCODERS,
+    PREDICTORS,
+    Registry,
+    create_encoder,
+    create_predictor,
+    list_models,
+    register_model,
+)
 from jepa.models.rope import RoPE3D, grid_positions, index_to_position
 from jepa.models.vit import VisionTransformer
 
 __all__ = [
+    "ACPredictorArgs",
+    "ENCODERS",
+    "EncoderArgs",
+    "PREDICTORS",
+    "PredictorArgs",
+    "Registry",
     "Attention",
     "AttentivePooler",
     "Block",
@@ -27,7 +43,6 @@ __all__ = [
     "PatchEmbed3D",
     "compile_blocks",
     "RoPE3D",
-    "VIT_SIZES",
     "VisionTransformer",
     "VisionTransformerPredictor",
     "create_encoder",

@@ -15,97 +15,57 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from jepa.masks.multiblock import token_grid
 from jepa.masks.ops import check_indices, gather_tokens
+from jepa.models.args import PredictorArgs
 from jepa.models.init import drop_path_rates, init_weights_, rescale_blocks_
 from jepa.models.layers import NORM_EPS, Block, run_blocks
 from jepa.models.pos_embed import interpolate_pos_embed, sincos_3d
 from jepa.models.rope import index_to_position, shared_tables
-from jepa.models.vit import Grid, PosEmbedType, as_hw, build_grid, check_pos_embed_args
+from jepa.models.vit import Grid
 
 
 class VisionTransformerPredictor(nn.Module):
     """forward(ctx, ctx_idx, tgt_idx, mask_index=0, grid=None) -> (B, K_tgt, embed_dim).
 
+    Built from `PredictorArgs` (keyword arguments replace its fields); `self.config` is the
+    args as a dict.
+
     With `return_context=True` it also returns its outputs at the context positions (B, K_ctx,
     embed_dim), for V-JEPA 2.1's loss on the context tokens.
     """
 
-    def __init__(
-        self,
-        img_size: int | tuple[int, int] = 224,
-        patch_size: int = 16,
-        num_frames: int = 16,
-        tubelet_size: int = 2,
-        embed_dim: int = 768,
-        predictor_embed_dim: int = 384,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_path_rate: float = 0.0,
-        num_mask_tokens: int = 10,
-        zero_init_mask_tokens: bool = True,
-        pos_embed: PosEmbedType = "rope",
-        rope_layout: str = "released",
-        use_activation_checkpointing: bool = False,
-        init_std: float = 0.02,
-    ) -> None:
+    def __init__(self, args: PredictorArgs | None = None, **changes: Any) -> None:
         super().__init__()
-        check_pos_embed_args(pos_embed, rope_layout)
-        if num_mask_tokens < 1:
-            raise ValueError(f"num_mask_tokens must be >= 1, got {num_mask_tokens}")
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
-        img_hw = as_hw(img_size)
-        self.grid = build_grid(img_hw, patch_size, num_frames, tubelet_size)
-        self.config: dict[str, Any] = dict(
-            img_size=img_hw,
-            patch_size=patch_size,
-            num_frames=num_frames,
-            tubelet_size=tubelet_size,
-            embed_dim=embed_dim,
-            predictor_embed_dim=predictor_embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            drop_path_rate=drop_path_rate,
-            num_mask_tokens=num_mask_tokens,
-            zero_init_mask_tokens=zero_init_mask_tokens,
-            pos_embed=pos_embed,
-            rope_layout=rope_layout,
-            use_activation_checkpointing=use_activation_checkpointing,
-            init_std=init_std,
-        )
-        self.embed_dim = embed_dim
-        self.predictor_embed_dim = predictor_embed_dim
-        self.num_heads = num_heads
-        self.num_mask_tokens = num_mask_tokens
-        self.pos_embed_type = pos_embed
-        self.use_activation_checkpointing = use_activation_checkpointing
+        a = self.args = (args or PredictorArgs()).replace(**changes)
+        self.config: dict[str, Any] = a.as_dict()
+        self.grid = token_grid(a.num_frames, a.img_size, a.patch_size, a.tubelet_size)
+        self.embed_dim, self.predictor_embed_dim, self.num_heads = a.embed_dim, a.predictor_embed_dim, a.num_heads
+        self.num_mask_tokens = a.num_mask_tokens
+        self.pos_embed_type = a.pos_embed
+        self.use_activation_checkpointing = a.use_activation_checkpointing
 
-        self.predictor_embed = nn.Linear(embed_dim, predictor_embed_dim)
-        self.mask_tokens = nn.ParameterList(
-            nn.Parameter(torch.zeros(1, 1, predictor_embed_dim)) for _ in range(num_mask_tokens)
-        )
+        width = a.predictor_embed_dim
+        self.predictor_embed = nn.Linear(a.embed_dim, width)
+        self.mask_tokens = nn.ParameterList(nn.Parameter(torch.zeros(1, 1, width)) for _ in range(a.num_mask_tokens))
         self.predictor_pos_embed: Tensor | None
-        if pos_embed == "sincos":
-            self.register_buffer("predictor_pos_embed", sincos_3d(predictor_embed_dim, self.grid).unsqueeze(0))
+        if a.pos_embed == "sincos":
+            self.register_buffer("predictor_pos_embed", sincos_3d(width, self.grid).unsqueeze(0))
         else:
             self.predictor_pos_embed = None
-        layout = rope_layout if pos_embed == "rope" else None
+        layout = a.rope_layout if a.pos_embed == "rope" else None
         self.predictor_blocks = nn.ModuleList(
-            Block(predictor_embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=dp, rope_layout=layout)
-            for dp in drop_path_rates(drop_path_rate, depth)
+            Block(width, a.num_heads, a.mlp_ratio, a.qkv_bias, drop_path=dp, rope_layout=layout)
+            for dp in drop_path_rates(a.drop_path_rate, a.depth)
         )
-        self.predictor_norm = nn.LayerNorm(predictor_embed_dim, eps=NORM_EPS)
-        self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim)
+        self.predictor_norm = nn.LayerNorm(width, eps=NORM_EPS)
+        self.predictor_proj = nn.Linear(width, a.embed_dim)
 
-        init_weights_(self, init_std)
+        init_weights_(self, a.init_std)
         rescale_blocks_(self.predictor_blocks)
-        if not zero_init_mask_tokens:
+        if not a.zero_init_mask_tokens:
             for token in self.mask_tokens:
-                nn.init.trunc_normal_(token, std=init_std)
+                nn.init.trunc_normal_(token, std=a.init_std)
 
     def _check_inputs(self, ctx: Tensor, ctx_idx: Tensor, tgt_idx: Tensor, grid: Grid) -> None:
         if ctx.ndim != 3 or ctx.shape[-1] != self.embed_dim:

@@ -10,109 +10,54 @@ for sin-cos, the `pos_embed` buffer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from jepa.masks.multiblock import token_grid
 from jepa.masks.ops import gather_tokens
+from jepa.models.args import EncoderArgs
 from jepa.models.init import drop_path_rates, init_weights_, rescale_blocks_
 from jepa.models.layers import NORM_EPS, Block, PatchEmbed3D, run_blocks
 from jepa.models.pos_embed import interpolate_pos_embed, sincos_3d
-from jepa.models.rope import ROPE_LAYOUTS, RopeTables, grid_positions, index_to_position, shared_tables
+from jepa.models.rope import RopeTables, grid_positions, index_to_position, shared_tables
 
-PosEmbedType = Literal["rope", "sincos"]
-POS_EMBED_TYPES: tuple[str, ...] = ("rope", "sincos")
 Grid = tuple[int, int, int]
 
 
-def as_hw(img_size: int | tuple[int, int]) -> tuple[int, int]:
-    """Normalise an int or (H, W) image size to (H, W)."""
-    h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-    return int(h), int(w)
-
-
-def build_grid(img_size: tuple[int, int], patch_size: int, num_frames: int, tubelet_size: int) -> Grid:
-    """Token grid (T', H', W') a model is built for (`jepa.masks.multiblock.token_grid`)."""
-    return token_grid(num_frames, img_size, patch_size, tubelet_size)
-
-
-def check_pos_embed_args(pos_embed: str, rope_layout: str) -> None:
-    if pos_embed not in POS_EMBED_TYPES:
-        raise ValueError(f"pos_embed must be one of {POS_EMBED_TYPES}, got {pos_embed!r}")
-    if pos_embed == "rope" and rope_layout not in ROPE_LAYOUTS:
-        raise ValueError(f"rope_layout must be one of {ROPE_LAYOUTS}, got {rope_layout!r}")
-
-
 class VisionTransformer(nn.Module):
-    """ViT encoder: forward(x, masks=None) -> (B, N or K, D) tokens after the final norm."""
+    """ViT encoder: forward(x, masks=None) -> (B, N or K, D) tokens after the final norm.
 
-    def __init__(
-        self,
-        img_size: int | tuple[int, int] = 224,
-        patch_size: int = 16,
-        num_frames: int = 16,
-        tubelet_size: int = 2,
-        in_chans: int = 3,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop_path_rate: float = 0.0,
-        pos_embed: PosEmbedType = "rope",
-        rope_layout: str = "released",
-        use_activation_checkpointing: bool = False,
-        init_std: float = 0.02,
-    ) -> None:
+    Built from `EncoderArgs` (keyword arguments replace its fields: `VisionTransformer(depth=4)`);
+    `self.config` is the args as a dict, which checkpoints store to rebuild it.
+    """
+
+    def __init__(self, args: EncoderArgs | None = None, **changes: Any) -> None:
         super().__init__()
-        check_pos_embed_args(pos_embed, rope_layout)
-        if depth < 1 or in_chans < 1:
-            raise ValueError(f"depth and in_chans must be >= 1, got {depth}, {in_chans}")
-        self.img_size = as_hw(img_size)
-        self.grid = build_grid(self.img_size, patch_size, num_frames, tubelet_size)
-        self.config: dict[str, Any] = dict(
-            img_size=self.img_size,
-            patch_size=patch_size,
-            num_frames=num_frames,
-            tubelet_size=tubelet_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            drop_path_rate=drop_path_rate,
-            pos_embed=pos_embed,
-            rope_layout=rope_layout,
-            use_activation_checkpointing=use_activation_checkpointing,
-            init_std=init_std,
-        )
-        self.patch_size = patch_size
-        self.num_frames = num_frames
-        self.tubelet_size = tubelet_size
-        self.in_chans = in_chans
-        self.embed_dim = embed_dim
-        self.num_heads = num_heads
-        self.depth = depth
-        self.pos_embed_type = pos_embed
-        self.use_activation_checkpointing = use_activation_checkpointing
+        a = self.args = (args or EncoderArgs()).replace(**changes)
+        self.config: dict[str, Any] = a.as_dict()
+        self.img_size = a.img_size
+        self.grid = token_grid(a.num_frames, a.img_size, a.patch_size, a.tubelet_size)
+        self.patch_size, self.num_frames, self.tubelet_size = a.patch_size, a.num_frames, a.tubelet_size
+        self.in_chans, self.embed_dim, self.num_heads, self.depth = a.in_chans, a.embed_dim, a.num_heads, a.depth
+        self.pos_embed_type = a.pos_embed
+        self.use_activation_checkpointing = a.use_activation_checkpointing
 
-        self.patch_embed = PatchEmbed3D(in_chans, embed_dim, patch_size, tubelet_size)
+        self.patch_embed = PatchEmbed3D(a.in_chans, a.embed_dim, a.patch_size, a.tubelet_size)
         self.pos_embed: Tensor | None
-        if pos_embed == "sincos":
+        if a.pos_embed == "sincos":
             # Fixed, never trained; persistent so it is saved like the official `pos_embed`.
-            self.register_buffer("pos_embed", sincos_3d(embed_dim, self.grid).unsqueeze(0))
+            self.register_buffer("pos_embed", sincos_3d(a.embed_dim, self.grid).unsqueeze(0))
         else:
             self.pos_embed = None
-        layout = rope_layout if pos_embed == "rope" else None
+        layout = a.rope_layout if a.pos_embed == "rope" else None
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=dp, rope_layout=layout)
-            for dp in drop_path_rates(drop_path_rate, depth)
+            Block(a.embed_dim, a.num_heads, a.mlp_ratio, a.qkv_bias, drop_path=dp, rope_layout=layout)
+            for dp in drop_path_rates(a.drop_path_rate, a.depth)
         )
-        self.norm = nn.LayerNorm(embed_dim, eps=NORM_EPS)
-        init_weights_(self, init_std)
+        self.norm = nn.LayerNorm(a.embed_dim, eps=NORM_EPS)
+        init_weights_(self, a.init_std)
         rescale_blocks_(self.blocks)
 
     @property

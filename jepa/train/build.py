@@ -20,48 +20,37 @@ from jepa.data.transforms import RandomResizedCropClip
 from jepa.data.video import ClipSampler
 from jepa.masks import multiblock
 from jepa.masks.multiblock import MaskConfig as MaskSpec
+from jepa.models.args import EncoderArgs, PredictorArgs
 from jepa.models.predictor import VisionTransformerPredictor
-from jepa.models.registry import create_encoder, create_predictor
+from jepa.models.registry import ENCODERS, PREDICTORS
 from jepa.models.vit import VisionTransformer
 from jepa.train.pixel import PixelMAE, PixelPredictor
 from jepa.train.step import JEPA
 
 
+def section_changes(section: Any) -> dict[str, Any]:
+    """The fields a `model.encoder` / `model.predictor` section sets (None = the registry's value)."""
+    values = OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) else dict(section)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if v is not None}
+
+
+def encoder_args(m: Any) -> EncoderArgs:
+    """The encoder of the `model:` config: the registered size with the section's fields replaced."""
+    changes = section_changes(m.encoder)
+    return ENCODERS.args(m.name, **changes, use_activation_checkpointing=m.activation_checkpointing)
+
+
+def predictor_args(m: Any, encoder: EncoderArgs) -> PredictorArgs:
+    """The predictor of the `model:` config, on the encoder's grid (shared by both objectives)."""
+    return PREDICTORS.args(m.predictor_name, **section_changes(m.predictor)).for_encoder(encoder, len(m.pred_levels))
+
+
 def build_encoder(m: Any) -> VisionTransformer:
-    return create_encoder(
-        m.name,
-        img_size=m.img_size,
-        num_frames=m.num_frames,
-        patch_size=m.patch_size,
-        tubelet_size=m.tubelet_size,
-        pos_embed=m.pos_embed,
-        rope_layout=m.rope_layout,
-        drop_path_rate=m.drop_path_rate,
-        use_activation_checkpointing=m.activation_checkpointing,
-    )
-
-
-def predictor_kwargs(m: Any, encoder: VisionTransformer) -> dict[str, Any]:
-    """Predictor constructor arguments of the `model:` config (shared by both objectives)."""
-    return dict(
-        img_size=m.img_size,
-        num_frames=m.num_frames,
-        patch_size=m.patch_size,
-        tubelet_size=m.tubelet_size,
-        embed_dim=encoder.embed_dim * max(1, len(m.pred_levels)),
-        predictor_embed_dim=m.pred_embed_dim,
-        depth=m.pred_depth,
-        num_heads=m.pred_num_heads,
-        num_mask_tokens=m.num_mask_tokens,
-        zero_init_mask_tokens=m.zero_init_mask_tokens,
-        pos_embed=m.pos_embed,
-        rope_layout=m.rope_layout,
-        use_activation_checkpointing=m.activation_checkpointing,
-    )
+    return VisionTransformer(encoder_args(m))
 
 
 def build_predictor(m: Any, encoder: VisionTransformer) -> VisionTransformerPredictor:
-    return create_predictor(**predictor_kwargs(m, encoder))
+    return VisionTransformerPredictor(predictor_args(m, encoder.args))
 
 
 def build_jepa(cfg: Any) -> JEPA:
@@ -104,7 +93,7 @@ def build_pixel(cfg: Any) -> PixelMAE:
         )
     encoder = build_encoder(cfg.model)
     out_dim = encoder.in_chans * encoder.tubelet_size * encoder.patch_size**2
-    predictor = PixelPredictor(out_dim, **predictor_kwargs(cfg.model, encoder))
+    predictor = PixelPredictor(out_dim, predictor_args(cfg.model, encoder.args))
     return PixelMAE(
         encoder, predictor, loss_exp=cfg.optim.loss_exp, per_config_mask_tokens=cfg.model.per_config_mask_tokens
     )
@@ -128,13 +117,14 @@ def mask_specs(cfg: Any) -> list[MaskSpec]:
 
 
 def token_grid(cfg: Any) -> tuple[int, int, int]:
-    m, d = cfg.model, cfg.data
-    if d.frames_per_clip % m.tubelet_size or d.crop_size % m.patch_size:
+    """The token grid of the run's clips (data.frames_per_clip x data.crop_size)."""
+    e, d = encoder_args(cfg.model), cfg.data
+    if d.frames_per_clip % e.tubelet_size or d.crop_size % e.patch_size:
         raise ValueError(
-            f"data.frames_per_clip={d.frames_per_clip} must be divisible by model.tubelet_size={m.tubelet_size} "
-            f"and data.crop_size={d.crop_size} by model.patch_size={m.patch_size}"
+            f"data.frames_per_clip={d.frames_per_clip} must be divisible by the tubelet size {e.tubelet_size} "
+            f"and data.crop_size={d.crop_size} by the patch size {e.patch_size} (model.encoder.*)"
         )
-    return multiblock.token_grid(d.frames_per_clip, d.crop_size, m.patch_size, m.tubelet_size)
+    return multiblock.token_grid(d.frames_per_clip, d.crop_size, e.patch_size, e.tubelet_size)
 
 
 def dataset_sources(cfg: Any) -> list[tuple[Path, float, str, str | None]]:

@@ -16,29 +16,63 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from jepa.models.args import EncoderArgs, ModelArgs, PredictorArgs
+
+
+def args_section(args_type: type[ModelArgs], name: str) -> type:
+    """A Hydra section with every settable field of `args_type`, each defaulting to None (= the
+    registered architecture's value), so a new Args field is a config key with no schema edit."""
+
+    def schema_type(hint: Any) -> Any:
+        return hint if hint in (int, float, bool, str) else Any  # (H, W) pairs: an int or a list
+
+    hints = typing.get_type_hints(args_type)
+    fields = [(f.name, schema_type(hints[f.name]) | None, None) for f in args_type.settable_fields()]
+    # Named in this module, so a pickled config (submitit ships one) resolves to the same class.
+    return dataclasses.make_dataclass(name, fields, namespace={"__module__": __name__})
+
+
+EncoderSection = args_section(EncoderArgs, "EncoderSection")
+PredictorSection = args_section(PredictorArgs, "PredictorSection")
+
 
 @dataclass
 class ModelConfig:
+    # Registered architectures (jepa.models.registry); the sections below replace their fields.
     name: str = "vit_tiny"
-    img_size: int = 64
-    num_frames: int = 16
-    patch_size: int = 16
-    tubelet_size: int = 2
-    pos_embed: str = "rope"
-    rope_layout: str = "released"
-    drop_path_rate: float = 0.0
+    predictor_name: str = "tiny"
+    encoder: EncoderSection = field(default_factory=EncoderSection)  # type: ignore[valid-type]
+    predictor: PredictorSection = field(default_factory=PredictorSection)  # type: ignore[valid-type]
+    # One flag for both models: it trades compute for memory and changes no result.
     activation_checkpointing: bool = False
-    pred_depth: int = 6
-    pred_embed_dim: int = 192
-    pred_num_heads: int = 6
-    num_mask_tokens: int = 10
-    zero_init_mask_tokens: bool = True
     # Released V-JEPA 2 passes the clip-length group index (0 for one clip length), so all mask
     # configs share mask token 0; True gives each mask config its own token.
     per_config_mask_tokens: bool = False
     # V-JEPA 2.1's deep self-supervision: encoder blocks (ending at the last) whose outputs the
     # predictor takes, concatenated, and predicts from the teacher; [] = the last block only.
     pred_levels: list[int] = field(default_factory=list)
+
+
+# The flat `model:` keys of run configs written before the encoder / predictor sections existed.
+_FLAT_MODEL_KEYS = {
+    **{k: ("encoder", k) for k in ("img_size", "num_frames", "patch_size", "tubelet_size", "pos_embed",
+                                   "rope_layout", "drop_path_rate")},
+    "pred_depth": ("predictor", "depth"), "pred_embed_dim": ("predictor", "predictor_embed_dim"),
+    "pred_num_heads": ("predictor", "num_heads"), "num_mask_tokens": ("predictor", "num_mask_tokens"),
+    "zero_init_mask_tokens": ("predictor", "zero_init_mask_tokens"),
+}  # fmt: skip
+
+
+def upgrade_model_section(model: Any) -> Any:
+    """A stored `model:` section in today's layout, so older run directories still load."""
+    values = OmegaConf.to_container(model, resolve=True) if OmegaConf.is_config(model) else dict(model)
+    if not set(values) & set(_FLAT_MODEL_KEYS):
+        return model
+    out: dict[str, Any] = {"predictor_name": "vjepa2", "encoder": {}, "predictor": {}}
+    for key, value in values.items():
+        section, name = _FLAT_MODEL_KEYS.get(key, (None, key))
+        (out[section] if section else out)[name] = value
+    return OmegaConf.create(out)
 
 
 @dataclass

@@ -17,6 +17,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from jepa.models.args import PredictorArgs
 from jepa.models.init import init_weights_
 from jepa.models.predictor import VisionTransformerPredictor
 from jepa.train.objective import Objective
@@ -48,12 +49,12 @@ def pixel_targets(
 class PixelPredictor(VisionTransformerPredictor):
     """The JEPA predictor with its output layer sized to a tubelet's pixels (`out_dim`)."""
 
-    def __init__(self, out_dim: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, out_dim: int, args: PredictorArgs | None = None, **changes: Any) -> None:
+        super().__init__(args, **changes)
         if out_dim < 1:
             raise ValueError(f"out_dim must be >= 1, got {out_dim}")
         self.predictor_proj = nn.Linear(self.predictor_embed_dim, out_dim)
-        init_weights_(self.predictor_proj, self.config["init_std"])
+        init_weights_(self.predictor_proj, self.args.init_std)
         self.config["out_dim"] = out_dim
 
 

@@ -5,7 +5,7 @@
       encoder.safetensors     the frozen encoder's weights, when it was built from the registry
                               (so a randomly initialised one is reproduced bit for bit); an
                               encoder loaded from a checkpoint is reloaded from that path instead
-      world_model.json        {"predictor": ACPredictor kwargs, "encoder": {"name", "overrides",
+      world_model.json        {"predictor": ACPredictorArgs, "encoder": {"name", "overrides",
                                "seed", "checkpoint", "which"}, "env": env kwargs, "train": {...}}
 
 Written to a temporary directory and renamed, so a crash never leaves a half-written model.
@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from jepa.atomic import atomic_dir
 from jepa.checkpoint_files import read_json, read_safetensors
 from jepa.export.state import load_state
+from jepa.models.args import ACPredictorArgs
 from jepa.world.ac_predictor import ACPredictor
 from jepa.world.frame_encoder import FrameEncoder, build_frame_encoder
 
@@ -70,6 +71,6 @@ def load_world_model(path: str | Path, device: str | torch.device = "cpu") -> Lo
         spec.get("name", "vit_tiny"), spec.get("overrides"), spec.get("seed", 0), spec.get("checkpoint"),
         spec.get("which", "target_encoder"), read_safetensors(weights) if weights.is_file() else None,
     )  # fmt: skip
-    predictor = ACPredictor(**meta["predictor"])
+    predictor = ACPredictor(ACPredictorArgs.from_dict(meta["predictor"]))
     load_state(predictor, read_safetensors(path / "predictor.safetensors"), strict=True, what="AC predictor")
     return LoadedWorldModel(encoder.to(device), predictor.to(device).eval(), meta)

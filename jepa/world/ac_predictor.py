@@ -22,35 +22,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from jepa.models.args import ACPredictorArgs
 from jepa.models.init import drop_path_rates, init_weights_, rescale_blocks_
 from jepa.models.layers import NORM_EPS, Block, run_blocks
+from jepa.models.registry import Registry
 
-AC_PREDICTOR_CONFIGS: dict[str, dict[str, Any]] = {
-    # The released V-JEPA 2-AC predictor on ViT-g/16 at 256 px: 7-d actions and states
-    # (xyz delta, rotation delta, gripper), a 6-d extrinsics encoder that exists in the
-    # checkpoint even though the released model does not feed it.
-    "vjepa2_ac_vitg": dict(
-        embed_dim=1408,
-        predictor_embed_dim=1024,
-        depth=24,
-        num_heads=16,
-        grid_size=(16, 16),
-        action_dim=7,
-        state_dim=7,
-        extrinsics_dim=6,
-    ),
-    # The small predictor of the bundled CPU benchmark: ViT-tiny latents of 64 px frames.
-    "ac_tiny": dict(
-        embed_dim=192,
-        predictor_embed_dim=128,
-        depth=3,
-        num_heads=4,
-        grid_size=(4, 4),
-        action_dim=2,
-        state_dim=2,
-        extrinsics_dim=0,
-    ),
-}
+AC_PREDICTORS: Registry[ACPredictorArgs] = Registry("AC predictor")
+# The released V-JEPA 2-AC predictor on ViT-g/16 at 256 px: 7-d actions and states (xyz delta,
+# rotation delta, gripper), a 6-d extrinsics encoder that exists in the checkpoint even though
+# the released model does not feed it.
+AC_PREDICTORS.register("vjepa2_ac_vitg", ACPredictorArgs(extrinsics_dim=6))
+# The small predictor of the bundled CPU benchmark: ViT-tiny latents of 64 px frames.
+AC_PREDICTORS.register(
+    "ac_tiny",
+    ACPredictorArgs(embed_dim=192, predictor_embed_dim=128, depth=3, num_heads=4, grid_size=(4, 4),
+                    action_dim=2, state_dim=2),
+)  # fmt: skip
 
 
 def frame_causal_mask(num_frames: int, tokens_per_frame: int, device: torch.device | None = None) -> Tensor:
@@ -62,53 +49,34 @@ def frame_causal_mask(num_frames: int, tokens_per_frame: int, device: torch.devi
 
 
 class ACPredictor(nn.Module):
-    """Block-causal transformer over interleaved [action, state, patches] token groups."""
+    """Block-causal transformer over interleaved [action, state, patches] token groups.
 
-    def __init__(
-        self,
-        embed_dim: int = 1408,
-        predictor_embed_dim: int = 1024,
-        depth: int = 24,
-        num_heads: int = 16,
-        mlp_ratio: float = 4.0,
-        grid_size: int | tuple[int, int] = 16,
-        action_dim: int = 7,
-        state_dim: int = 7,
-        extrinsics_dim: int = 0,
-        rope_layout: str = "released",
-        drop_path_rate: float = 0.0,
-        init_std: float = 0.02,
-        activation_checkpointing: bool = False,
-    ) -> None:
+    Built from `ACPredictorArgs` (keyword arguments replace its fields); `self.config` is the
+    args as a dict, which saved world models store.
+    """
+
+    def __init__(self, args: ACPredictorArgs | None = None, **changes: Any) -> None:
         super().__init__()
-        if isinstance(grid_size, int):
-            grid_size = (grid_size, grid_size)
-        if min(grid_size) < 1 or min(action_dim, state_dim) < 1 or extrinsics_dim < 0:
-            raise ValueError(f"bad sizes: grid {grid_size}, action {action_dim}, state {state_dim}")
-        # The constructor arguments, so that a checkpoint can rebuild the model.
-        self.config: dict[str, Any] = dict(
-            embed_dim=embed_dim, predictor_embed_dim=predictor_embed_dim, depth=depth, num_heads=num_heads,
-            mlp_ratio=mlp_ratio, grid_size=list(grid_size), action_dim=action_dim, state_dim=state_dim,
-            extrinsics_dim=extrinsics_dim, rope_layout=rope_layout, drop_path_rate=drop_path_rate,
-            init_std=init_std, activation_checkpointing=activation_checkpointing,
-        )  # fmt: skip
-        self.embed_dim = embed_dim
-        self.grid_size = tuple(grid_size)
-        self.num_patches = grid_size[0] * grid_size[1]
-        self.action_dim, self.state_dim, self.extrinsics_dim = action_dim, state_dim, extrinsics_dim
-        self.activation_checkpointing = activation_checkpointing
-        self.predictor_embed = nn.Linear(embed_dim, predictor_embed_dim)
-        self.action_encoder = nn.Linear(action_dim, predictor_embed_dim)
-        self.state_encoder = nn.Linear(state_dim, predictor_embed_dim)
-        self.extrinsics_encoder = nn.Linear(extrinsics_dim, predictor_embed_dim) if extrinsics_dim else None
+        a = self.args = (args or ACPredictorArgs()).replace(**changes)
+        self.config: dict[str, Any] = a.as_dict()
+        self.embed_dim = a.embed_dim
+        self.grid_size = a.grid_size
+        self.num_patches = a.grid_size[0] * a.grid_size[1]
+        self.action_dim, self.state_dim, self.extrinsics_dim = a.action_dim, a.state_dim, a.extrinsics_dim
+        self.activation_checkpointing = a.activation_checkpointing
+        width = a.predictor_embed_dim
+        self.predictor_embed = nn.Linear(a.embed_dim, width)
+        self.action_encoder = nn.Linear(a.action_dim, width)
+        self.state_encoder = nn.Linear(a.state_dim, width)
+        self.extrinsics_encoder = nn.Linear(a.extrinsics_dim, width) if a.extrinsics_dim else None
         self.predictor_blocks = nn.ModuleList(
-            Block(predictor_embed_dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=r, rope_layout=rope_layout)
-            for r in drop_path_rates(drop_path_rate, depth)
+            Block(width, a.num_heads, a.mlp_ratio, qkv_bias=True, drop_path=r, rope_layout=a.rope_layout)
+            for r in drop_path_rates(a.drop_path_rate, a.depth)
         )
-        self.predictor_norm = nn.LayerNorm(predictor_embed_dim, eps=NORM_EPS)
-        self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim)
+        self.predictor_norm = nn.LayerNorm(width, eps=NORM_EPS)
+        self.predictor_proj = nn.Linear(width, a.embed_dim)
         # As released: truncated-normal weights, zero biases, residual outputs of block i / sqrt(2(i+1)).
-        init_weights_(self, init_std)
+        init_weights_(self, a.init_std)
         rescale_blocks_(self.predictor_blocks)
 
     def _positions(self, num_frames: int, num_cond: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -160,11 +128,9 @@ class ACPredictor(nn.Module):
         return self.predictor_proj(self.predictor_norm(x))
 
 
-def create_ac_predictor(name: str, **overrides: Any) -> ACPredictor:
-    """Build a named configuration (see AC_PREDICTOR_CONFIGS), with keyword overrides."""
-    if name not in AC_PREDICTOR_CONFIGS:
-        raise ValueError(f"unknown AC predictor {name!r}; known: {sorted(AC_PREDICTOR_CONFIGS)}")
-    return ACPredictor(**{**AC_PREDICTOR_CONFIGS[name], **overrides})
+def create_ac_predictor(name: str, **changes: Any) -> ACPredictor:
+    """Build a registered AC predictor (see AC_PREDICTORS) with ACPredictorArgs fields replaced."""
+    return ACPredictor(AC_PREDICTORS.args(name, **changes))
 
 
 def clean_released_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
