@@ -170,6 +170,8 @@ def hf_config(
             f"HF VJEPA2Model implements only 3D RoPE in the released layout; this encoder has "
             f"pos_embed={e.pos_embed!r}, rope_layout={e.rope_layout!r}"
         )
+    if e.qk_norm:
+        raise CheckpointMismatchError("HF VJEPA2Model has no query/key norm: a qk_norm=True encoder cannot be exported")
     if e.img_size[0] != e.img_size[1]:
         raise CheckpointMismatchError(f"HF VJEPA2 assumes a square crop; this model is {e.img_size[0]}x{e.img_size[1]}")
     cfg: dict[str, Any] = {

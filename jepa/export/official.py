@@ -138,7 +138,7 @@ def infer_encoder_args(state: Mapping[str, Tensor], notes: list[str], **override
     cfg: dict[str, Any] = dict(
         embed_dim=dim, depth=depth, in_chans=in_chans, tubelet_size=tubelet, patch_size=patch,
         mlp_ratio=mlp_ratio_of(hidden, dim), qkv_bias="blocks.0.attn.qkv.bias" in state,
-        pos_embed="sincos" if "pos_embed" in state else "rope", rope_layout="released",
+        qk_norm="blocks.0.attn.q_norm.weight" in state, pos_embed="sincos" if "pos_embed" in state else "rope", rope_layout="released",
     )  # fmt: skip
     sizes = [(n, s) for n, s in ENCODERS.items() if (s.embed_dim, s.depth) == (dim, depth)]
     if sizes and int(dim * sizes[0][1].mlp_ratio) == hidden:

@@ -98,6 +98,7 @@ class EncoderArgs(ModelArgs):
     img_size, num_frames: the clip the model is built for (sin-cos tables; RoPE runs at any size).
     patch_size, tubelet_size: a token covers tubelet frames x patch x patch pixels.
     in_chans: input channels. embed_dim, depth, num_heads, mlp_ratio, qkv_bias: the transformer.
+    qk_norm: LayerNorm of each head's queries and keys (bounded attention logits; not in the releases).
     drop_path_rate: stochastic depth, rising linearly over the blocks.
     pos_embed: "rope" (3D RoPE in attention, V-JEPA 2) or "sincos" (fixed table, V-JEPA 1).
     rope_layout: "released" loads official weights; "interleaved" is a true rotation.
@@ -115,6 +116,7 @@ class EncoderArgs(ModelArgs):
     num_heads: int = 12
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
+    qk_norm: bool = False
     drop_path_rate: float = 0.0
     pos_embed: str = "rope"
     rope_layout: str = "released"

@@ -114,9 +114,13 @@ def _split_heads(dim: int, num_heads: int) -> int:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention (`attend`), with optional 3D RoPE on queries and keys."""
+    """Multi-head self-attention (`attend`), with optional 3D RoPE on queries and keys and an
+    optional LayerNorm of each head's queries and keys (`qk_norm`, which bounds the attention
+    logits, as in ViT-22B)."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, rope: RoPE3D | None = None) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, qkv_bias: bool = True, rope: RoPE3D | None = None, qk_norm: bool = False
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = _split_heads(dim, num_heads)
@@ -124,6 +128,8 @@ class Attention(nn.Module):
             raise ValueError(f"rope head_dim {rope.head_dim} != attention head_dim {self.head_dim}")
         self.rope = rope
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.q_norm = nn.LayerNorm(self.head_dim, eps=NORM_EPS) if qk_norm else None
+        self.k_norm = nn.LayerNorm(self.head_dim, eps=NORM_EPS) if qk_norm else None
         self.proj = nn.Linear(dim, dim)
 
     def extra_repr(self) -> str:
@@ -140,6 +146,8 @@ class Attention(nn.Module):
         attn_mask: bool (True = attend) or additive float, broadcastable to (B, H, N, N)."""
         b, n, c = x.shape
         q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        if self.q_norm is not None and self.k_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
             if pos is None:
                 raise ValueError("an attention layer with RoPE needs token positions (pos)")
@@ -165,12 +173,13 @@ class Block(nn.Module):
         drop_path: float = 0.0,
         rope_layout: str | None = None,
         norm_eps: float = NORM_EPS,
+        qk_norm: bool = False,
     ) -> None:
         super().__init__()
         head_dim = _split_heads(dim, num_heads)
         rope = None if rope_layout is None else RoPE3D(head_dim, layout=rope_layout)  # type: ignore[arg-type]
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, rope=rope)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, rope=rope, qk_norm=qk_norm)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         # int() (not round) reproduces the released hidden sizes, e.g. 6144 for ViT-g's 48/11.

@@ -53,7 +53,9 @@ class VisionTransformer(nn.Module):
             self.pos_embed = None
         layout = a.rope_layout if a.pos_embed == "rope" else None
         self.blocks = nn.ModuleList(
-            Block(a.embed_dim, a.num_heads, a.mlp_ratio, a.qkv_bias, drop_path=dp, rope_layout=layout)
+            Block(
+                a.embed_dim, a.num_heads, a.mlp_ratio, a.qkv_bias, drop_path=dp, rope_layout=layout, qk_norm=a.qk_norm
+            )
             for dp in drop_path_rates(a.drop_path_rate, a.depth)
         )
         self.norm = nn.LayerNorm(a.embed_dim, eps=NORM_EPS)
