@@ -123,6 +123,7 @@ def test_bench_learning_writes_its_table(tmp_path: Path) -> None:
     text = out.read_text()
     assert text.startswith("# Benchmarks\n\nkept above\n"), text[:200]
     assert "3 pretraining steps per method (fp32)" in text
-    for row in ("| random |", "| pixel |", "| jepa |", "| jepa_student |"):
+    for row in ("| random |", "| raw_pixels |", "| pixel |", "| jepa |", "| jepa_student |"):
         assert row in text, text
-    assert "jepa - random:" in text and "jepa - pixel:" in text
+    for other in ("random", "raw_pixels", "pixel"):
+        assert f"jepa - {other} on motion: linear " in text, text

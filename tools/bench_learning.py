@@ -20,6 +20,7 @@ pretraining); one probe recipe for every encoder, no selection on the val split.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -41,13 +42,15 @@ sys.path.insert(0, str(REPO))
 
 from jepa.data.manifest import read_manifest  # noqa: E402
 from jepa.data.synthetic import FACTORS, ensure_synthetic_dataset  # noqa: E402
+from jepa.eval.baselines import RawPixels  # noqa: E402
 from jepa.eval.features import FeatureSet, extract_features  # noqa: E402
 from jepa.eval.knn import knn_evaluate  # noqa: E402
+from jepa.eval.linear import LinearProbeConfig, linear_probe, slice_features  # noqa: E402
 from jepa.eval.metrics import chance_accuracy  # noqa: E402
 from jepa.eval.probe import ProbeConfig, train_probe  # noqa: E402
 from jepa.export.embed import EmbedConfig, native_bf16  # noqa: E402
 from jepa.export.load import load_encoder  # noqa: E402
-from jepa.train.build import build_encoder  # noqa: E402
+from jepa.train.build import build_encoder, encoder_args  # noqa: E402
 from jepa.train.config import register_configs  # noqa: E402
 from jepa.train.logging import read_metrics  # noqa: E402
 from jepa.train.trainer import train  # noqa: E402
@@ -57,7 +60,8 @@ METHODS = {"jepa": "demo", "pixel": "pixel_demo"}
 # "jepa" is the EMA teacher (the encoder V-JEPA evaluates and exports), "jepa_student" the
 # context encoder of the same run: with a slow EMA over a short run the teacher keeps much of its
 # random init (`teacher_init_share` below), so the student shows what the objective itself taught.
-ENCODERS = ("random", "pixel", "jepa", "jepa_student")
+# "raw_pixels" is the clip itself, downsampled (jepa.eval.RawPixels): what motion features must beat.
+ENCODERS = ("random", "raw_pixels", "pixel", "jepa", "jepa_student")
 MOTION = ("direction", "speed")
 START, END = "<!-- bench_learning:start -->", "<!-- bench_learning:end -->"
 # One CPU budget, two precisions: a bf16 step of the demo runs ~1.5x faster than fp32 where the CPU
@@ -199,9 +203,19 @@ def evaluate(
     train_fs = extract_features(encoder, data["train"], emb, device="cpu")
     val_fs = extract_features(encoder, data["val"], emb, device="cpu")
     log.info("%s: features %s in %.0f s", name, tuple(train_fs.tokens.shape), time.perf_counter() - t0)
+    slices = emb.frames_per_clip // data["tubelet_size"]
+    linear_train, linear_val = slice_features(train_fs, slices), slice_features(val_fs, slices)
     results: dict[str, dict[str, float]] = {}
     for factor in FACTORS:
         tr, va = labelled(train_fs, data["factors"], factor), labelled(val_fs, data["factors"], factor)
+        linear = linear_probe(
+            linear_train,
+            tr.labels,
+            linear_val,
+            va.labels,
+            data["num_classes"][factor],
+            LinearProbeConfig(seed=args.seed),
+        )["top1"]
         t0 = time.perf_counter()
         top1 = []
         for i in range(args.probe_seeds):
@@ -211,11 +225,12 @@ def evaluate(
             top1.append(train_probe(tr, cfg, va, num_classes=data["num_classes"][factor], device="cpu").metrics["top1"])
         knn = knn_evaluate(tr, va, k=args.knn_k, num_classes=data["num_classes"][factor])
         spread = statistics.stdev(top1) if len(top1) > 1 else 0.0
-        results[factor] = {"probe": statistics.mean(top1), "probe_std": spread, "knn": knn["top1"]}
+        results[factor] = {"probe": statistics.mean(top1), "probe_std": spread, "knn": knn["top1"], "linear": linear}
         log.info(
-            "%s %s: probe %s knn %.1f (%.0f s)",
+            "%s %s: linear %.1f probe %s knn %.1f (%.0f s)",
             name,
             factor,
+            linear,
             [round(v, 1) for v in top1],
             knn["top1"],
             time.perf_counter() - t0,
@@ -267,8 +282,9 @@ def render(
         f"{'' if not args.probe_layers else f'; features: blocks {list(args.probe_layers)} concatenated'}.  ",
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {machine()}.",
         "",
-        f"Top-1 on the val split (%): attentive probe (mean ± std over {args.probe_seeds} probe seeds) / k-NN; "
-        "motion = mean of direction and speed:",
+        "Top-1 on the val split (%): linear probe (logistic regression on the token mean and the per-time-slice "
+        f"means, L2 chosen by 3-fold CV on train) / attentive probe (mean ± std over {args.probe_seeds} probe "
+        "seeds) / k-NN; motion = mean of direction and speed:",
         "",
         "| encoder | " + " | ".join(cols) + " | motion |",
         "|---|" + "---|" * (len(cols) + 1),
@@ -276,11 +292,12 @@ def render(
     ]
     for name in ENCODERS:
         if name in results:
+            r = results[name]
             cells = [
-                f"{results[name][c]['probe']:.1f} ± {results[name][c]['probe_std']:.1f} / {results[name][c]['knn']:.1f}"
+                f"{r[c]['linear']:.1f} / {r[c]['probe']:.1f} ± {r[c]['probe_std']:.1f} / {r[c]['knn']:.1f}"
                 for c in cols
             ]
-            cells.append(f"{motion(results[name]):.1f} / {motion(results[name], 'knn'):.1f}")
+            cells.append(f"{motion(r, 'linear'):.1f} / {motion(r):.1f} / {motion(r, 'knn'):.1f}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if pre:
         lines += [
@@ -294,11 +311,15 @@ def render(
                 f"| {name} | {s['first_loss']:.3f} -> {s['last_loss']:.3f} | "
                 f"{s['first_feat_std']:.3f} -> {s['last_feat_std']:.3f} | {s['s_per_step']:.2f} | {share} |"
             )
-    gaps = [f"{name} - {other}: {motion(results[name]) - motion(results[other]):+.1f} points on motion "
-            f"(direction {results[name]['direction']['probe'] - results[other]['direction']['probe']:+.1f}, "
-            f"speed {results[name]['speed']['probe'] - results[other]['speed']['probe']:+.1f})"
+
+    def gap(name: str, other: str, kind: str) -> str:
+        a, b = results[name], results[other]
+        return (f"{motion(a, kind) - motion(b, kind):+.1f} (direction {a['direction'][kind] - b['direction'][kind]:+.1f}, "
+                f"speed {a['speed'][kind] - b['speed'][kind]:+.1f})")  # fmt: skip
+
+    gaps = [f"{name} - {other} on motion: linear {gap(name, other, 'linear')}, attentive {gap(name, other, 'probe')}"
             for name in ("jepa", "jepa_student") if name in results
-            for other in ("random", "pixel") if other in results]  # fmt: skip
+            for other in ("random", "raw_pixels", "pixel") if other in results]  # fmt: skip
     if gaps:
         lines += ["", "  \n".join(gaps)]
     lines.append(END)
@@ -372,12 +393,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         pretrain_manifest = unlabelled.parent / "class_all.csv"
     emb = feature_config(base, args.probe_layers)
+    data["tubelet_size"] = encoder_args(base.model).tubelet_size
     results: dict[str, dict[str, dict[str, float]]] = {}
     pre: dict[str, dict[str, float]] = {}
     for name in args.encoders:
         if name == "random":
             torch.manual_seed(args.seed)
             encoder = build_encoder(base.model)
+        elif name == "raw_pixels":
+            encoder = RawPixels(tubelet_size=data["tubelet_size"])
+            results[name] = evaluate(name, encoder, dataclasses.replace(emb, layers=None), data, args)
+            continue
         else:
             method = "jepa" if name == "jepa_student" else name
             run_dir, _, stats = pretrain(method, args, pretrain_manifest)  # resumes if already run
