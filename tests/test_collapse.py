@@ -14,8 +14,9 @@ from jepa.masks.multiblock import MaskSampler
 from jepa.models.rope import index_to_position
 from jepa.train import build
 from jepa.train.checkpoint import find_latest, load_checkpoint, save_checkpoint
+from jepa.train.health import HealthMonitor, effective_rank, feature_std
 from jepa.train.logging import read_metrics
-from jepa.train.step import JEPA, CollapseMonitor, feature_std, variance_covariance
+from jepa.train.step import JEPA, variance_covariance
 from jepa.train.trainer import train
 
 
@@ -58,12 +59,50 @@ def test_collapsed_encoder_gives_zero_feat_std_healthy_does_not() -> None:
 
 
 def test_monitor_warns_on_collapse_and_on_recovery_only() -> None:
-    monitor = CollapseMonitor(0.01)
-    messages = [monitor.update(step, v) for step, v in enumerate([0.2, 0.05, 0.001, 0.002, 0.3, 0.4])]
-    assert [m is not None for m in messages] == [False, False, True, False, True, False]
-    assert "collapsing" in messages[2] and "recovered" in messages[4]
+    monitor = HealthMonitor(0.01, 0.25)
+    stds = [0.2, 0.05, 0.001, 0.002, 0.015, 0.3, 0.4]  # 0.015: above the threshold, below twice it
+    messages = [monitor.update(step, {"feat_std": v}) for step, v in enumerate(stds)]
+    assert [m is not None for m in messages] == [False, False, True, False, False, True, False]
+    assert "collapsing" in messages[2] and "optim.var_weight" in messages[2] and "recovered" in messages[5]
     with pytest.raises(ValueError):
-        CollapseMonitor(-1.0)
+        HealthMonitor(-1.0, 0.25)
+
+
+def test_monitor_warns_when_the_rank_falls_below_its_share_of_the_start() -> None:
+    monitor = HealthMonitor(0.0, 0.25)
+    ranks = [80.0, 60.0, 30.0, 19.0, 30.0, 45.0]
+    messages = [monitor.update(s, {"rank_teacher": r, "rank_student": 40.0}) for s, r in enumerate(ranks)]
+    assert [m is not None for m in messages] == [False, False, False, True, False, True]
+    assert "rank of the teacher fell to 19.0 from 80.0" in messages[3]
+
+
+def test_effective_rank_counts_the_directions_features_use() -> None:
+    torch.manual_seed(0)
+    assert effective_rank(torch.randn(4096, 64)) > 55  # isotropic: close to the width
+    assert effective_rank(torch.randn(4096, 3) @ torch.randn(3, 64)) < 3.1  # a 3-d subspace
+    assert effective_rank(torch.ones(100, 64) + 1e-6 * torch.randn(100, 64)) < 64  # constant: noise only
+    x = torch.randn(5000, 16)
+    assert torch.isclose(effective_rank(x, max_rows=2048), effective_rank(x[torch.linspace(0, 4999, 2048).long()]))
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "collapsing" in r.getMessage()]
+
+
+def test_a_collapsing_run_warns_and_a_healthy_one_does_not(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """lr 5e-3 collapses the student's tokens within ~20 steps; the demo's lr does not."""
+    base = tiny_overrides(tmp_path / "healthy", tmp_path / "cache", steps=24) + ["trainer.ckpt_every=0"]
+    with caplog.at_level(logging.WARNING, logger="jepa.train.trainer"):
+        train(compose_cfg(base))
+    assert not _warnings(caplog)
+    records = read_metrics(tmp_path / "healthy")
+    assert all(r["rank_teacher"] > 10 and r["rank_student"] > 3 for r in records)
+    caplog.clear()
+    hot = ["optim.lr=5e-3", "optim.start_lr=5e-3", "optim.final_lr=5e-3", "optim.warmup_steps=0"]
+    cfg = compose_cfg(tiny_overrides(tmp_path / "hot", tmp_path / "cache", steps=24) + ["trainer.ckpt_every=0", *hot])
+    with caplog.at_level(logging.WARNING, logger="jepa.train.trainer"):
+        train(cfg)
+    assert any("rank of the student" in m for m in _warnings(caplog)), caplog.text
 
 
 def test_collapse_is_logged_and_warned_during_pretraining(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -111,7 +150,7 @@ def test_jepa_adds_the_terms_only_when_weighted() -> None:
     clips = torch.randn(4, 3, 4, 32, 32)
     ctx, tgt = MaskSampler(build.mask_specs(cfg), build.token_grid(cfg))(4, torch.Generator().manual_seed(0))
     loss, stats = plain(clips, ctx, tgt)
-    assert set(stats) == {"feat_std"}
+    assert set(stats) == {"feat_std", "rank_teacher", "rank_student"}
     weighted = JEPA(plain.encoder, plain.predictor, plain.target_encoder, var_weight=2.0, cov_weight=0.5)
     loss_w, stats_w = weighted(clips, ctx, tgt)
     expected = loss + 2.0 * stats_w["var_loss"] + 0.5 * stats_w["cov_loss"]

@@ -15,8 +15,9 @@ from test_train import PLAIN_LOSS, compose_cfg, tiny_overrides
 from jepa.masks.multiblock import MaskSampler
 from jepa.masks.ops import gather_tokens
 from jepa.train import build
+from jepa.train.health import feature_std
 from jepa.train.logging import read_metrics
-from jepa.train.step import JEPA, distance_to_targets, feature_std, masked_prediction_loss
+from jepa.train.step import JEPA, distance_to_targets, masked_prediction_loss
 
 
 def test_distance_to_targets_on_a_hand_grid() -> None:

@@ -208,6 +208,10 @@ class TrainerConfig:
     # Warn when the across-batch feature std (`feat_std` in metrics.jsonl) drops below this:
     # the encoder is mapping different clips to nearly the same vector (collapse).
     collapse_threshold: float = 0.01
+    # ... or when the effective rank (RankMe) of the teacher's or student's token features falls
+    # below this share of its value at the run's first step: the partial collapse that feat_std
+    # misses (jepa.train.health).
+    rank_warn_fraction: float = 0.25
     # Shard weights, gradients and optimizer state over all processes (torch FSDP2, one unit
     # per transformer block) instead of replicating them (DDP): needed for ViT-g and larger.
     fsdp: bool = False

@@ -20,8 +20,9 @@ from torch import Tensor, nn
 from jepa.models.args import PredictorArgs
 from jepa.models.init import init_weights_
 from jepa.models.predictor import VisionTransformerPredictor
+from jepa.train.health import effective_rank, feature_std
 from jepa.train.objective import Objective
-from jepa.train.step import feature_std, masked_prediction_loss
+from jepa.train.step import masked_prediction_loss
 
 
 def patchify(clips: Tensor, patch_size: int, tubelet_size: int) -> Tensor:
@@ -112,7 +113,7 @@ class PixelMAE(Objective):
             self.per_config_mask_tokens,
             first_config,
         )
-        return loss, {"feat_std": feature_std(first.detach())}
+        return loss, {"feat_std": feature_std(first.detach()), "rank_student": effective_rank(first)}
 
     def checkpoint_modules(self) -> dict[str, nn.Module]:
         """Modules saved in checkpoints, by prefix; no target encoder, so loaders fall back to `encoder`."""

@@ -16,49 +16,9 @@ from torch import Tensor, nn
 from jepa.masks.ops import check_indices, gather_tokens
 from jepa.models.rope import index_to_position
 from jepa.train.gather import gather_ranks
+from jepa.train.health import effective_rank, feature_std
 from jepa.train.objective import Objective
 from jepa.train.schedules import context_ramp
-
-
-def feature_std(tokens: Tensor) -> Tensor:
-    """Mean over channels of the across-batch std of mean-pooled features.
-
-    A collapsed encoder maps every clip to the same vector: this goes to zero. Logged during
-    pretraining as the collapse detector.
-    """
-    pooled = tokens.float().mean(dim=1)
-    pooled = F.layer_norm(pooled, pooled.shape[-1:])
-    if pooled.shape[0] < 2:
-        return pooled.new_zeros(())
-    return pooled.std(dim=0).mean()
-
-
-class CollapseMonitor:
-    """Warns once when `feat_std` falls below `threshold` and once when it recovers.
-
-    A fully collapsed encoder gives (near) zero; the threshold flags a representation that no
-    longer tells clips apart long before the loss says anything (a collapsed JEPA reaches a low
-    loss by predicting a constant).
-    """
-
-    def __init__(self, threshold: float) -> None:
-        if threshold < 0:
-            raise ValueError(f"threshold must be >= 0, got {threshold}")
-        self.threshold = threshold
-        self.collapsed = False
-
-    def update(self, step: int, feat_std: float) -> str | None:
-        """The message to log at this step, if the state changed (None otherwise)."""
-        low = feat_std < self.threshold
-        if low == self.collapsed:
-            return None
-        self.collapsed = low
-        if low:
-            return (
-                f"step {step}: feature std across the batch is {feat_std:.2e} < {self.threshold:g}: the "
-                "representation is collapsing (check the EMA, lr and masks)"
-            )
-        return f"step {step}: feature std recovered to {feat_std:.2e}"
 
 
 def distance_to_targets(ctx_idx: Tensor, tgt_idx: Tensor, grid: tuple[int, int, int]) -> Tensor:
@@ -278,7 +238,11 @@ class JEPA(Objective):
         )
         if self.levels:
             h, first = h[..., -self.encoder.embed_dim :], first[..., -self.encoder.embed_dim :]
-        stats = {"feat_std": feature_std(h.detach())}
+        stats = {
+            "feat_std": feature_std(h.detach()),
+            "rank_teacher": effective_rank(h),
+            "rank_student": effective_rank(first),
+        }
         if context is not None:
             stats["ctx_loss"] = context.detach()
         if (self.var_weight or self.cov_weight) and first_config == 0:

@@ -28,11 +28,11 @@ from jepa.models.layers import compile_blocks
 from jepa.train import build
 from jepa.train.checkpoint import CheckpointManager, rng_state, set_rng_state
 from jepa.train.config import validate_config
+from jepa.train.health import HealthMonitor
 from jepa.train.logging import JsonlMetrics
 from jepa.train.parallel import parallelize
 from jepa.train.runtime import describe_setup, setup_process
 from jepa.train.schedules import Cosine, Linear, WarmupDecay
-from jepa.train.step import CollapseMonitor
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class Trainer:
         if t.tensorboard:
             self.accelerator.init_trackers("tb")
         bar = tqdm(total=t.max_steps, initial=self.start_step, disable=not (main and t.progress), dynamic_ncols=True)
-        collapse, losses = CollapseMonitor(t.collapse_threshold), []
+        health, losses = HealthMonitor(t.collapse_threshold, t.rank_warn_fraction), []
         self.parallel.model.train()
         try:
             for step in range(self.start_step, t.max_steps):
@@ -276,7 +276,7 @@ class Trainer:
                 if record.pop("finite"):
                     losses.append(record["loss"])
                 if main:
-                    self._report(record, metrics, collapse, bar)
+                    self._report(record, metrics, health, bar)
                 self._after_step(step, record)
             if t.max_steps > self.start_step or self.checkpoints.latest() is None:
                 self.save(t.max_steps)
@@ -296,13 +296,16 @@ class Trainer:
             "world_size": self.world,
         }
 
-    def _report(self, record: dict[str, Any], metrics: JsonlMetrics, collapse: CollapseMonitor, bar: tqdm) -> None:
+    def _report(self, record: dict[str, Any], metrics: JsonlMetrics, health: HealthMonitor, bar: tqdm) -> None:
         metrics.log(record)
-        warning = collapse.update(record["step"], record["feat_std"])
+        warning = health.update(record["step"], record)
         if warning:
             log.warning(warning)
-        clips_s, wait = f"{record['clips_per_s']:.1f}", f"{record['data_wait']:.0%}"
-        bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", clips_s=clips_s, wait=wait)
+        shown = {"loss": f"{record['loss']:.4f}", "lr": f"{record['lr']:.2e}"}
+        if "rank_teacher" in record:
+            shown["rank"] = f"{record['rank_teacher']:.0f}"
+        shown.update(clips_s=f"{record['clips_per_s']:.1f}", wait=f"{record['data_wait']:.0%}")
+        bar.set_postfix(shown)
         bar.update(1)
 
     def _after_step(self, step: int, record: dict[str, Any]) -> None:
