@@ -182,3 +182,37 @@ def test_multi_layer_targets_average_the_last_blocks() -> None:
     torch.testing.assert_close(one.targets(clips), torch.nn.functional.layer_norm(h, h.shape[-1:]))
     with pytest.raises(ValueError, match="target_layers"):
         JEPA(model.encoder, model.predictor, enc, target_layers=len(enc.blocks) + 1)
+
+
+def test_sigreg_is_small_for_a_gaussian_and_large_for_collapse() -> None:
+    from jepa.train.sigreg import random_directions, sigreg
+
+    torch.manual_seed(0)
+    directions = random_directions(32, 64, seed=0, device=torch.device("cpu"))
+    gaussian = sigreg(torch.randn(1024, 32), directions)
+    assert gaussian < 2.5  # N(0, 1) samples: 1.05 expected (the integral of (1 - e^-t^2) e^-t^2/2)
+    assert sigreg(0.01 * torch.randn(1024, 32), directions) > 50 * gaussian  # collapsed to a point
+    assert sigreg(torch.randn(1024, 2) @ torch.randn(2, 32), directions) > 10 * gaussian  # a 2-d subspace
+    assert torch.equal(directions, random_directions(32, 64, seed=0, device=torch.device("cpu")))
+    x = torch.randn(256, 32, requires_grad=True)
+    sigreg(3 * x, directions).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_jepa_adds_sigreg_on_the_context_tokens_when_weighted() -> None:
+    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + PLAIN_LOSS)
+    torch.manual_seed(0)
+    plain = build.build_model(cfg)
+    clips = torch.randn(4, 3, 4, 32, 32)
+    ctx, tgt = MaskSampler(build.mask_specs(cfg), build.token_grid(cfg))(4, torch.Generator().manual_seed(0))
+    loss, _ = plain(clips, ctx, tgt)
+    weighted = JEPA(plain.encoder, plain.predictor, plain.target_encoder, sigreg_weight=0.1, sigreg_slices=16)
+    weighted.begin_step(3)
+    loss_w, stats = weighted(clips, ctx, tgt)
+    torch.testing.assert_close(loss_w, loss + 0.1 * stats["sigreg_loss"])
+    assert "var_loss" not in stats and stats["sigreg_loss"] > 0
+    weighted.begin_step(4)  # new directions each step
+    assert weighted(clips, ctx, tgt)[1]["sigreg_loss"] != stats["sigreg_loss"]
+    with pytest.raises(ValueError, match="sigreg"):
+        compose_and_build_pixel = compose_cfg(["objective=pixel", "optim.sigreg_weight=0.1"] + PLAIN_LOSS)
+        build.build_model(compose_and_build_pixel)

@@ -66,6 +66,8 @@ def build_jepa(cfg: Any) -> JEPA:
         per_config_mask_tokens=cfg.model.per_config_mask_tokens,
         var_weight=cfg.optim.var_weight,
         cov_weight=cfg.optim.cov_weight,
+        sigreg_weight=cfg.optim.sigreg_weight,
+        sigreg_slices=cfg.optim.sigreg_slices,
         target_layers=cfg.optim.target_layers,
         context_weight=cfg.optim.context_weight,
         levels=cfg.model.pred_levels,
@@ -76,10 +78,11 @@ def build_jepa(cfg: Any) -> JEPA:
 
 def build_pixel(cfg: Any) -> PixelMAE:
     """The pixel-target baseline: same encoder and predictor body, output sized to a tubelet's pixels."""
-    if cfg.optim.var_weight or cfg.optim.cov_weight:
+    o = cfg.optim
+    if o.var_weight or o.cov_weight or o.sigreg_weight:
         raise ValueError(
-            "optim.var_weight / optim.cov_weight are JEPA terms (against a collapsing teacher); "
-            f"objective=pixel has none, got {cfg.optim.var_weight}, {cfg.optim.cov_weight}: set them to 0"
+            "optim.var_weight / cov_weight / sigreg_weight are JEPA terms (against a collapsing teacher); "
+            f"objective=pixel has none, got {o.var_weight}, {o.cov_weight}, {o.sigreg_weight}: set them to 0"
         )
     if cfg.model.pred_levels:
         raise ValueError(

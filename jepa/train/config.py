@@ -169,6 +169,10 @@ class OptimConfig:
     # variance_covariance); 0 = the released recipe.
     var_weight: float = 0.0
     cov_weight: float = 0.0
+    # LeJEPA's SIGReg on the same tokens (jepa.train.sigreg): an isotropic-Gaussian target for the
+    # features instead of a variance hinge; 0 = off. Random directions per step: sigreg_slices.
+    sigreg_weight: float = 0.0
+    sigreg_slices: int = 256
     # Target = mean of the last k target-encoder blocks' outputs, each layer-normed (data2vec's
     # top-k average); 1 = the released target, the final (normed) output.
     target_layers: int = 1

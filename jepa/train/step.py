@@ -19,6 +19,7 @@ from jepa.train.gather import gather_ranks
 from jepa.train.health import effective_rank, feature_std
 from jepa.train.objective import Objective
 from jepa.train.schedules import context_ramp
+from jepa.train.sigreg import random_directions, sigreg
 
 
 def distance_to_targets(ctx_idx: Tensor, tgt_idx: Tensor, grid: tuple[int, int, int]) -> Tensor:
@@ -117,7 +118,8 @@ class JEPA(Objective):
     """Context encoder + predictor trained against a frozen EMA copy of the encoder.
 
     `var_weight` / `cov_weight` > 0 add the `variance_covariance` terms of the context tokens
-    (off in the released recipe), gathered over ranks so a DDP run is the one-process run at its
+    (off in the released recipe) and `sigreg_weight` > 0 LeJEPA's SIGReg on them
+    (`jepa.train.sigreg`, `sigreg_slices` random directions drawn from the step), gathered over ranks so a DDP run is the one-process run at its
     global batch (under gradient accumulation they stay statistics of each micro-batch).
     `target_layers` = k > 1 regresses the mean of the last k target blocks (each layer-normed)
     instead of the final output, as data2vec does. `context_weight` > 0 adds V-JEPA 2.1's loss
@@ -144,10 +146,16 @@ class JEPA(Objective):
         levels: Sequence[int] = (),
         context_warmup_steps: int = 0,
         total_steps: int = 1,
+        sigreg_weight: float = 0.0,
+        sigreg_slices: int = 256,
     ) -> None:
         super().__init__()
-        if var_weight < 0 or cov_weight < 0:
-            raise ValueError(f"var_weight and cov_weight must be >= 0, got {var_weight}, {cov_weight}")
+        if var_weight < 0 or cov_weight < 0 or sigreg_weight < 0 or sigreg_slices < 1:
+            raise ValueError(
+                f"var_weight, cov_weight, sigreg_weight must be >= 0 and sigreg_slices >= 1, got "
+                f"{var_weight}, {cov_weight}, {sigreg_weight}, {sigreg_slices}"
+            )
+        self.sigreg_weight, self.sigreg_slices, self._step = sigreg_weight, sigreg_slices, 0
         if not context_weight >= 0:
             raise ValueError(f"context_weight must be >= 0, got {context_weight}")
         self.context_weight = context_weight
@@ -245,15 +253,30 @@ class JEPA(Objective):
         }
         if context is not None:
             stats["ctx_loss"] = context.detach()
-        if (self.var_weight or self.cov_weight) and first_config == 0:
-            var, cov = variance_covariance(gather_ranks(first))
-            share = (num_configs or len(masks_ctx)) / len(masks_ctx)
-            loss = loss + share * (self.var_weight * var + self.cov_weight * cov)
-            stats.update(var_loss=var.detach(), cov_loss=cov.detach())
+        if first_config == 0:
+            loss = loss + self._regularizers(first, stats, (num_configs or len(masks_ctx)) / len(masks_ctx))
         return loss, stats
 
+    def _regularizers(self, first: Tensor, stats: dict[str, Tensor], share: float) -> Tensor:
+        """The anti-collapse terms on config 0's context tokens, gathered over ranks, weighted by `share`."""
+        total = first.new_zeros(())
+        if not (self.var_weight or self.cov_weight or self.sigreg_weight):
+            return total
+        tokens = gather_ranks(first)
+        if self.var_weight or self.cov_weight:
+            var, cov = variance_covariance(tokens)
+            total = total + self.var_weight * var + self.cov_weight * cov
+            stats.update(var_loss=var.detach(), cov_loss=cov.detach())
+        if self.sigreg_weight:
+            directions = random_directions(tokens.shape[-1], self.sigreg_slices, self._step, tokens.device)
+            reg = sigreg(tokens, directions)
+            total = total + self.sigreg_weight * reg
+            stats["sigreg_loss"] = reg.detach()
+        return share * total
+
     def begin_step(self, step: int) -> dict[str, float]:
-        """The context weight of this step, logged while it is warming up."""
+        """The context weight of this step, logged while it is warming up; SIGReg's directions follow the step."""
+        self._step = step
         if not self.context_warmup_steps:
             return {}
         self.context_weight = self._context_ramp(step)
