@@ -43,6 +43,7 @@ def tiny_overrides(run_dir: Path, cache: Path, steps: int = 4) -> list[str]:
         "data.synthetic.num_frames=12",
         "data.synthetic.size=32",
         "data.batch_size=2",
+        "optim.lr_reference_batch=null",  # the lrs below are meant as given at this batch
         "data.frames_per_clip=4",
         "data.frame_step=2",
         "data.crop_size=32",
@@ -382,3 +383,16 @@ def test_resume_from_a_damaged_save_is_refused_with_the_way_back(tmp_path: Path,
     train(compose_cfg(tiny_overrides(run, cache, steps=6)))
     steps = [r["step"] for r in read_metrics(run) if "loss" in r]
     assert steps == list(range(6)) and find_latest(run).name == "step_00000006"
+
+
+def test_lr_follows_the_global_batch_from_its_reference() -> None:
+    from jepa.train.trainer import lr_batch_scale, optimizer_schedules
+
+    cfg = compose_cfg(["data.batch_size=24"])  # the demo's lrs are for a global batch of 8
+    assert cfg.optim.lr_reference_batch == 8
+    assert lr_batch_scale(cfg, world=1) == pytest.approx(3**0.5)
+    assert lr_batch_scale(cfg, world=2) == pytest.approx(6**0.5)
+    lr, _, _ = optimizer_schedules(cfg, world=1)
+    assert lr(cfg.optim.warmup_steps) == pytest.approx(cfg.optim.lr * 3**0.5)
+    assert lr_batch_scale(compose_cfg(["data.batch_size=8"]), world=1) == 1.0
+    assert lr_batch_scale(compose_cfg(["experiment=vitl16_pretrain"]), world=4) == 1.0  # released: as given

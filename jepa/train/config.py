@@ -156,6 +156,11 @@ class OptimConfig:
     lr: float = 5.25e-4
     start_lr: float = 1e-4
     final_lr: float = 5.25e-4
+    # The global batch lr / start_lr / final_lr were chosen for: a run at another global batch
+    # scales them by (its batch / this) ** lr_batch_power (0.5, square-root scaling, keeps
+    # AdamW's update noise about level). null = use them as given at any batch.
+    lr_reference_batch: int | None = None
+    lr_batch_power: float = 0.5
     warmup_steps: int = 40
     decay: str = "cosine"
     weight_decay: float = 0.04

@@ -41,10 +41,23 @@ class NonFiniteLossError(RuntimeError):
     """Raised after too many consecutive non-finite losses; no checkpoint is written for them."""
 
 
-def optimizer_schedules(cfg: Any) -> tuple[WarmupDecay, Cosine, Linear]:
-    """lr, weight decay and EMA momentum as functions of the step."""
-    o, total = cfg.optim, cfg.trainer.max_steps
-    lr = WarmupDecay(start=o.start_lr, peak=o.lr, final=o.final_lr, warmup=o.warmup_steps, total=total, shape=o.decay)
+def lr_batch_scale(cfg: Any, world: int) -> float:
+    """(global batch / optim.lr_reference_batch) ** optim.lr_batch_power; 1 without a reference batch."""
+    o = cfg.optim
+    if o.lr_reference_batch is None:
+        return 1.0
+    if o.lr_reference_batch < 1:
+        raise ValueError(f"optim.lr_reference_batch must be >= 1 or null, got {o.lr_reference_batch}")
+    global_batch = cfg.data.batch_size * world * cfg.trainer.grad_accum
+    return float((global_batch / o.lr_reference_batch) ** o.lr_batch_power)
+
+
+def optimizer_schedules(cfg: Any, world: int = 1) -> tuple[WarmupDecay, Cosine, Linear]:
+    """lr (scaled to the global batch, `lr_batch_scale`), weight decay and EMA momentum by step."""
+    o, total, k = cfg.optim, cfg.trainer.max_steps, lr_batch_scale(cfg, world)
+    lr = WarmupDecay(
+        start=k * o.start_lr, peak=k * o.lr, final=k * o.final_lr, warmup=o.warmup_steps, total=total, shape=o.decay
+    )
     return lr, Cosine(start=o.weight_decay, final=o.final_weight_decay, total=total), Linear(*o.ema, total=total)
 
 
@@ -81,10 +94,14 @@ class Trainer:
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg = validate_config(cfg)
         self.t = t = cfg.trainer
-        self.lr_s, self.wd_s, self.ema_s = optimizer_schedules(cfg)
         self.accelerator = setup_process(cfg)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        self.lr_s, self.wd_s, self.ema_s = optimizer_schedules(cfg, self.world)
         main = self.accelerator.is_main_process
+        if main and lr_batch_scale(cfg, self.world) != 1.0:
+            log.info("lr x %.3g: global batch %d, lr chosen for %d (optim.lr_reference_batch)",
+                     lr_batch_scale(cfg, self.world), cfg.data.batch_size * self.world * t.grad_accum,
+                     cfg.optim.lr_reference_batch)  # fmt: skip
         self.checkpoints = CheckpointManager(cfg.run_dir, OmegaConf.to_yaml(cfg, resolve=True), t.keep_last, main)
         torch.manual_seed(cfg.seed)
         objective = build.build_model(cfg)  # refuses bad objective settings before any work
