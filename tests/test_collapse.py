@@ -143,12 +143,18 @@ def test_variance_covariance_terms_penalise_alike_tokens_not_diverse_ones() -> N
     assert variance_covariance(correlated)[1] > 10 * cov
 
 
-def test_jepa_adds_the_terms_only_when_weighted() -> None:
+def plain_jepa_and_batch() -> tuple[JEPA, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """The tiny JEPA without extra terms, four random clips and their masks (all seeded)."""
     cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + PLAIN_LOSS)
     torch.manual_seed(0)
     plain = build.build_model(cfg)
     clips = torch.randn(4, 3, 4, 32, 32)
     ctx, tgt = MaskSampler(build.mask_specs(cfg), build.token_grid(cfg))(4, torch.Generator().manual_seed(0))
+    return plain, clips, ctx, tgt
+
+
+def test_jepa_adds_the_terms_only_when_weighted() -> None:
+    plain, clips, ctx, tgt = plain_jepa_and_batch()
     loss, stats = plain(clips, ctx, tgt)
     assert set(stats) == {"feat_std", "rank_teacher", "rank_student"}
     weighted = JEPA(plain.encoder, plain.predictor, plain.target_encoder, var_weight=2.0, cov_weight=0.5)
@@ -200,11 +206,7 @@ def test_sigreg_is_small_for_a_gaussian_and_large_for_collapse() -> None:
 
 
 def test_jepa_adds_sigreg_on_the_context_tokens_when_weighted() -> None:
-    cfg = compose_cfg(tiny(Path("unused"), Path("unused"), 1) + PLAIN_LOSS)
-    torch.manual_seed(0)
-    plain = build.build_model(cfg)
-    clips = torch.randn(4, 3, 4, 32, 32)
-    ctx, tgt = MaskSampler(build.mask_specs(cfg), build.token_grid(cfg))(4, torch.Generator().manual_seed(0))
+    plain, clips, ctx, tgt = plain_jepa_and_batch()
     loss, _ = plain(clips, ctx, tgt)
     weighted = JEPA(plain.encoder, plain.predictor, plain.target_encoder, sigreg_weight=0.1, sigreg_slices=16)
     weighted.begin_step(3)
