@@ -145,8 +145,13 @@ def test_starts_are_random_but_reproducible_and_uniform_when_asked():
     assert uniform[:, 0].tolist() == [0, 50, 100]
 
 
-def test_short_videos_pad_or_skip():
-    padded = ClipSampler(8, frame_step=2).sample(5, 30.0, np.random.default_rng(0))
+def test_short_videos_fit_pad_or_skip():
+    # By default the clip spreads over the whole short video: no frozen tail, frames repeat only
+    # where the video has fewer frames than the clip.
+    assert ClipSampler(4, frame_step=2).sample(5, 30.0, np.random.default_rng(0)).tolist() == [[0, 1, 3, 4]]
+    fit = ClipSampler(8, frame_step=2).sample(5, 30.0, np.random.default_rng(0))
+    assert fit.tolist() == [[0, 1, 1, 2, 2, 3, 3, 4]]
+    padded = ClipSampler(8, frame_step=2, short_video="pad").sample(5, 30.0, np.random.default_rng(0))
     assert padded.tolist() == [[0, 2, 4, 4, 4, 4, 4, 4]]
     with pytest.raises(ShortVideoError):
         ClipSampler(8, frame_step=2, short_video="skip").sample(5, 30.0, np.random.default_rng(0))

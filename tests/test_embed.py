@@ -22,7 +22,7 @@ from jepa.export.writers import export_encoder
 from jepa.models.vit import VisionTransformer
 
 FPS = 8
-LENGTHS = (24, 40, 5)  # the last is shorter than one window (span 7) and gets padded
+LENGTHS = (24, 40, 5)  # the last is shorter than one window (span 7): one window over it
 SIZE = (48, 64)  # H, W: not square, so crops move along the width
 
 
@@ -73,7 +73,7 @@ def test_window_plan_and_crops() -> None:
     cfg = EmbedConfig(**CFG)
     windows = window_indices(24, FPS, cfg)
     assert windows.tolist() == [[s, s + 2, s + 4, s + 6] for s in (0, 4, 8, 12, 16)]
-    assert window_indices(5, FPS, cfg).tolist() == [[0, 2, 4, 4]]  # padded by repeating the last frame
+    assert window_indices(5, FPS, cfg).tolist() == [[0, 1, 3, 4]]  # one window spread over the short video
     assert len(window_indices(40, FPS, EmbedConfig(**{**CFG, "stride_frames": None, "stride_s": 1.0}))) == 5
     assert window_indices(40, FPS, EmbedConfig(**{**CFG, "stride_frames": None}))[:, 0].tolist() == [0, 7, 14, 21, 28]
     assert len(window_indices(40, FPS, EmbedConfig(**{**CFG, "stride_frames": None, "num_clips": 3}))) == 3
@@ -91,7 +91,7 @@ def test_rows_index_and_values(dataset: Path, tmp_path: Path) -> None:
     cfg = EmbedConfig(**CFG, outputs=("pooled", "tokens"), videos_per_shard=2)
     summary = extract_embeddings(encoder, entries, tmp_path / "emb", cfg, progress=False)
 
-    windows = {0: 5, 1: 9, 3: 1}  # (n - 7) // 4 + 1 back-to-back windows; the 5-frame video is padded
+    windows = {0: 5, 1: 9, 3: 1}  # (n - 7) // 4 + 1 back-to-back windows; the 5-frame video gives one
     assert summary.num_rows == 2 * sum(windows.values()) and summary.num_shards == 2
     assert [Path(p).name for p, _ in summary.failed_videos] == ["broken.mp4"]
     index = _index(tmp_path / "emb")

@@ -147,6 +147,20 @@ def test_data_label_column_reads_header_manifests(tmp_path: Path) -> None:
         build.build_dataset(compose_cfg([*base, "data.label_column=speed"]))
 
 
+def test_manifest_preset_fits_the_default_model_and_short_videos(tmp_path: Path) -> None:
+    """The README's `data=manifest` with the default ViT-tiny: crops at the model's 64 px, and a
+    16-frame video at fps 4 gives 16 moving frames (spread over it), not 8 and a still tail."""
+    from jepa.data.synthetic import write_video
+
+    write_video(tmp_path / "0.mp4", np.zeros((16, 64, 64, 3), np.uint8), 8)
+    (tmp_path / "m.csv").write_text("path,label\n0.mp4,0\n")
+    cfg = compose_cfg(["data=manifest", f"data.datasets=[{{path: {tmp_path / 'm.csv'}, weight: 1.0}}]"])
+    assert (cfg.data.crop_size,) * 2 == build.encoder_args(cfg.model).img_size == (64, 64)
+    assert compose_cfg(["data=manifest", "experiment=vitl16_pretrain"]).data.crop_size == 256
+    sample = build.build_dataset(cfg)[0]
+    assert sorted(set(sample["clip_indices"].flatten().tolist())) == list(range(16))
+
+
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path: Path, cache: Path) -> None:
     steps = 8
     ref_dir, kill_dir = tmp_path / "ref", tmp_path / "killed"

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--stride-s", type=float, default=None, help="seconds between window starts")
     where.add_argument("--stride-frames", type=int, default=None, help="source frames between window starts")
     where.add_argument("--num-clips", type=int, default=None, help="evenly spaced windows per video")
-    p.add_argument("--short-video", choices=("pad", "skip"), default="pad")
+    p.add_argument("--short-video", choices=("fit", "pad", "skip"), default="fit")
     p.add_argument("--crop", type=int, default=256, help="crop side in pixels")
     p.add_argument("--short-side", type=int, default=None, help="resize short side to this before cropping")
     p.add_argument("--crops", type=int, default=1, help="spatial crops per window")

@@ -10,6 +10,8 @@ from typing import Literal
 
 import numpy as np
 
+SHORT_VIDEO = ("fit", "pad", "skip")
+
 
 class ShortVideoError(ValueError):
     """A video has fewer frames than one clip spans and the sampler is set to skip it."""
@@ -28,8 +30,10 @@ class ClipSampler:
     With several clips the valid start range is split into `num_clips` equal segments, one
     clip per segment, so clips come out in temporal order. `random_start` picks the start
     uniformly inside each segment (training); otherwise clips start evenly spaced, a single
-    clip in the middle of the video (evaluation). A video shorter than one clip is padded by
-    repeating its last frame (`short_video="pad"`) or rejected with `ShortVideoError`.
+    clip in the middle of the video (evaluation). A video shorter than one clip is spread over
+    (`short_video="fit"`: the clip covers the whole video at the stride that fits, so it plays
+    faster but every frame still moves), padded by repeating its last frame (`"pad"`: the tail
+    is a still picture) or rejected with `ShortVideoError` (`"skip"`).
     """
 
     def __init__(
@@ -40,7 +44,7 @@ class ClipSampler:
         duration: float | None = None,
         num_clips: int = 1,
         random_start: bool = True,
-        short_video: Literal["pad", "skip"] = "pad",
+        short_video: Literal["fit", "pad", "skip"] = "fit",
     ) -> None:
         if frames_per_clip < 1:
             raise ValueError(f"frames_per_clip must be >= 1, got {frames_per_clip}")
@@ -57,8 +61,8 @@ class ClipSampler:
             raise ValueError(f"frame_step must be a positive integer, got {frame_step}")
         if duration is not None and duration <= 0:
             raise ValueError(f"duration must be > 0, got {duration}")
-        if short_video not in ("pad", "skip"):
-            raise ValueError(f"short_video must be 'pad' or 'skip', got {short_video!r}")
+        if short_video not in SHORT_VIDEO:
+            raise ValueError(f"short_video must be one of {SHORT_VIDEO}, got {short_video!r}")
         self.frames_per_clip = int(frames_per_clip)
         self.fps = fps
         self.frame_step = None if frame_step is None else int(frame_step)
@@ -90,7 +94,11 @@ class ClipSampler:
         if span > num_frames:
             if self.short_video == "skip":
                 raise ShortVideoError(f"video has {num_frames} frames, a clip spans {span}")
-            clip = np.minimum(offsets, num_frames - 1)
+            if self.short_video == "fit":
+                # Evenly over all frames: a video with fewer frames than the clip repeats each.
+                clip = np.floor(np.linspace(0, num_frames - 1, self.frames_per_clip) + 0.5).astype(np.int64)
+            else:
+                clip = np.minimum(offsets, num_frames - 1)
             return np.repeat(clip[None], self.num_clips, axis=0)
         last_start = num_frames - span
         if self.random_start:

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from jepa.atomic import atomic_file, write_text_atomic
 from jepa.checkpoint_files import read_json
-from jepa.data.clips import ClipSampler, ShortVideoError
+from jepa.data.clips import SHORT_VIDEO, ClipSampler, ShortVideoError
 from jepa.data.loader import default_num_workers
 from jepa.data.manifest import ManifestEntry
 from jepa.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_clip, resize_frames
@@ -72,7 +72,7 @@ class EmbedConfig:
     stride_s: float | None = None
     stride_frames: int | None = None
     num_clips: int | None = None
-    short_video: str = "pad"
+    short_video: str = "fit"
     crop_size: int = 256
     short_side: int | None = None
     num_crops: int = 1
@@ -110,7 +110,7 @@ class EmbedConfig:
             "format": FORMATS,
             "precision": ("auto", "fp32", "bf16"),
             "save_dtype": ("float32", "float16"),
-            "short_video": ("pad", "skip"),
+            "short_video": SHORT_VIDEO,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

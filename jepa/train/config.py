@@ -122,7 +122,8 @@ class DataConfig:
     # Threads per loader worker, each loading whole clips of a batch (FFmpeg decodes without
     # the GIL). None: workers x threads covers the cores left for loading (jepa.data.loader).
     decode_threads: int | None = None
-    short_video: str = "pad"
+    # A video shorter than one clip: "fit" (spread the clip over it), "pad" (repeat its last frame), "skip".
+    short_video: str = "fit"
     # Read tar shards front to back, dealt to (rank, worker) slots (webdataset-style), instead
     # of by random access. Needs one source of kind "shards"; resumes exactly only with the
     # same number of processes and workers.
