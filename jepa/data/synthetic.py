@@ -26,6 +26,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -237,6 +238,14 @@ def make_synthetic_dataset(
         **_options(distractors=distractors, pan=pan),
     }
     _check_params(params)
+    return build_labelled_set(root, params, _generate, overwrite)
+
+
+def build_labelled_set(
+    root: str | os.PathLike, params: dict, generate: Callable[[Path, dict], None], overwrite: bool = False
+) -> Path:
+    """`generate(staging, params)` into `root` atomically, or reuse `root` when it holds a set made
+    with the same `params`; returns the path of its `manifest.csv`."""
     root = Path(root)
     if _matches(root, params):
         return root / MANIFEST_FILE
@@ -246,7 +255,7 @@ def make_synthetic_dataset(
         shutil.rmtree(root)
     try:
         with atomic_dir(root, replace=False) as staging:
-            _generate(staging, params)
+            generate(staging, params)
     except OSError:
         if _matches(root, params):
             return root / MANIFEST_FILE
@@ -314,6 +323,12 @@ def _generate(out: Path, p: dict) -> None:
         name = f"videos/{i:06d}.mp4"
         write_video(out / name, frames, p["fps"])
         rows.append({"path": name, **{f: int(factors[f][i]) for f in FACTORS}, "split": splits[i]})
+    write_labels(out, rows, p)
+
+
+def write_labels(out: Path, rows: list[dict], p: dict) -> None:
+    """factors.csv, one manifest per factor and split, manifest.csv (label = class) and the
+    parameters file: the layout every labelled set shares, so probes and benchmarks read any."""
     with open(out / "factors.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", *FACTORS, "split"])
         writer.writeheader()
@@ -347,8 +362,10 @@ def ensure_synthetic_dataset(cache_dir: str | os.PathLike | None = None, **param
     """
     named = {k: v for k, v in params.items() if k not in _OPTION_DEFAULTS}
     named.update(_options(**{k: params.get(k, d) for k, d in _OPTION_DEFAULTS.items()}))
-    key = hashlib.sha1(
-        json.dumps({"version": SYNTHETIC_VERSION, **named}, sort_keys=True, default=list).encode()
-    ).hexdigest()[:12]
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return make_synthetic_dataset(root / key, **params)
+    return make_synthetic_dataset(root / params_key({"version": SYNTHETIC_VERSION, **named}), **params)
+
+
+def params_key(params: dict) -> str:
+    """A short stable folder name for a parameter set."""
+    return hashlib.sha1(json.dumps(params, sort_keys=True, default=list).encode()).hexdigest()[:12]
