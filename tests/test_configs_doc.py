@@ -22,6 +22,7 @@ SECTIONS = {
     "mask.configs[]": config.MaskBlockConfig,
     "optim": config.OptimConfig,
     "trainer": config.TrainerConfig,
+    "trainer.online_probe": config.OnlineProbeConfig,
     "launch": config.LaunchConfig,
 }
 
@@ -44,7 +45,7 @@ def documented_keys() -> dict[str, set[str]]:
 def schema_keys(cls: type) -> set[str]:
     """Fields of a group; nested groups have sections of their own."""
     return {
-        f.name for f in dataclasses.fields(cls) if f.name not in {"model", "data", "mask", "optim", "trainer", "launch"}
+        f.name for f in dataclasses.fields(cls) if f.name not in {"model", "data", "mask", "optim", "trainer", "launch", "online_probe"}
     }
 
 

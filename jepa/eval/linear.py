@@ -50,6 +50,7 @@ def slice_features(fs: FeatureSet, time_slices: int) -> Tensor:
 def fit_logistic(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int) -> Tensor:
     """(D + 1, C) weights (last row: bias) of L2-regularised softmax regression on standardised x."""
     xb = torch.cat([x, torch.ones(len(x), 1)], dim=1).double()
+    y = y.clone()  # labels made under inference mode (extract_features) cannot enter autograd as they are
     w = torch.zeros(xb.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe")
 

@@ -194,6 +194,18 @@ class OptimConfig:
 
 
 @dataclass
+class OnlineProbeConfig:
+    """Linear-probe and k-NN top-1 of the teacher on a small labelled manifest (jepa.train.online_probe)."""
+
+    manifest: str | None = None  # None: off
+    every: int = 100  # steps between probes (and at the last step)
+    label_column: str | None = None
+    max_videos: int = 256  # the first of a fixed permutation: the probe's cost stays bounded
+    val_fraction: float = 0.5
+    knn_k: int = 10
+
+
+@dataclass
 class TrainerConfig:
     max_steps: int = 200
     grad_accum: int = 1
@@ -222,6 +234,7 @@ class TrainerConfig:
     # below this share of its value at the run's first step: the partial collapse that feat_std
     # misses (jepa.train.health).
     rank_warn_fraction: float = 0.25
+    online_probe: OnlineProbeConfig = field(default_factory=OnlineProbeConfig)
     # Shard weights, gradients and optimizer state over all processes (torch FSDP2, one unit
     # per transformer block) instead of replicating them (DDP): needed for ViT-g and larger.
     fsdp: bool = False

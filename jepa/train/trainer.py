@@ -30,6 +30,7 @@ from jepa.train.checkpoint import CheckpointManager, rng_state, set_rng_state
 from jepa.train.config import validate_config
 from jepa.train.health import HealthMonitor
 from jepa.train.logging import JsonlMetrics
+from jepa.train.online_probe import OnlineProbe
 from jepa.train.parallel import parallelize
 from jepa.train.runtime import describe_setup, setup_process
 from jepa.train.schedules import Cosine, Linear, WarmupDecay
@@ -125,6 +126,10 @@ class Trainer:
         if main:
             self.checkpoints.write_config()
         self._build_data(resume_step=int(state["step"]) if state is not None else 0)
+        self.online_probe, self.last_probe = None, None
+        if t.online_probe.manifest:
+            tubelet = build.encoder_args(cfg.model).tubelet_size
+            self.online_probe = OnlineProbe(t.online_probe, cfg.data, tubelet, self.accelerator.device)
         self.start_step, self.nonfinite, self.skipped = 0, 0, 0
         if state is not None:
             self.load_state_dict(state)
@@ -290,6 +295,7 @@ class Trainer:
         try:
             for step in range(self.start_step, t.max_steps):
                 record = self.train_step(step)
+                record.update(self._probe(step))
                 if record.pop("finite"):
                     losses.append(record["loss"])
                 if main:
@@ -313,6 +319,16 @@ class Trainer:
             "world_size": self.world,
         }
 
+    def _probe(self, step: int) -> dict[str, float]:
+        """The online probe's scores at its cadence and the last step; {} between."""
+        every = self.t.online_probe.every
+        if self.online_probe is None or not ((step + 1) % every == 0 or step + 1 == self.t.max_steps):
+            return {}
+        modules = self.objective.checkpoint_modules()
+        scores = self.online_probe(modules.get("target_encoder", modules["encoder"]))
+        self.last_probe = scores
+        return scores
+
     def _report(self, record: dict[str, Any], metrics: JsonlMetrics, health: HealthMonitor, bar: tqdm) -> None:
         metrics.log(record)
         warning = health.update(record["step"], record)
@@ -321,6 +337,8 @@ class Trainer:
         shown = {"loss": f"{record['loss']:.4f}", "lr": f"{record['lr']:.2e}"}
         if "rank_teacher" in record:
             shown["rank"] = f"{record['rank_teacher']:.0f}"
+        if self.last_probe:
+            shown["probe"] = f"{self.last_probe['probe_linear']:.0f}%"
         shown.update(clips_s=f"{record['clips_per_s']:.1f}", wait=f"{record['data_wait']:.0%}")
         bar.set_postfix(shown)
         bar.update(1)
@@ -334,7 +352,7 @@ class Trainer:
                 f"saving. The last good checkpoint is {self.checkpoints.latest()}. Lower optim.lr, enable "
                 "optim.clip_grad, or check the data."
             )
-        if t.tensorboard and (step % t.log_every == 0 or step == t.max_steps - 1):
+        if t.tensorboard and (step % t.log_every == 0 or step == t.max_steps - 1 or "probe_linear" in record):
             self.accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
         if t.ckpt_every and (step + 1) % t.ckpt_every == 0 and step + 1 < t.max_steps and self.nonfinite == 0:
             self.save(step + 1)
