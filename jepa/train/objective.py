@@ -60,7 +60,6 @@ class Objective(nn.Module):
     def merge_config_stats(per_config: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
         """The statistics of one call over all configs, from one call per config: each key is
         averaged over the calls that report it (per-config terms such as `ctx_loss` over all of
-        them; terms of config 0's call such as `var_loss` or of the whole clip such as
-        `feat_std` as they are, since those calls report them alike)."""
+        them; those of config 0's call, such as `var_loss`, `feat_std` or the ranks, as they are)."""
         keys = dict.fromkeys(k for stats in per_config for k in stats)
         return {k: torch.stack([s[k] for s in per_config if k in s]).mean() for k in keys}

@@ -113,6 +113,8 @@ class PixelMAE(Objective):
             self.per_config_mask_tokens,
             first_config,
         )
+        if first_config:
+            return loss, {}  # the statistics are config 0's, as in the JEPA objective
         return loss, {"feat_std": feature_std(first.detach()), "rank_student": effective_rank(first)}
 
     def checkpoint_modules(self) -> dict[str, nn.Module]:

@@ -246,14 +246,12 @@ class JEPA(Objective):
         )
         if self.levels:
             h, first = h[..., -self.encoder.embed_dim :], first[..., -self.encoder.embed_dim :]
-        stats = {
-            "feat_std": feature_std(h.detach()),
-            "rank_teacher": effective_rank(h),
-            "rank_student": effective_rank(first),
-        }
-        if context is not None:
-            stats["ctx_loss"] = context.detach()
+        stats = {} if context is None else {"ctx_loss": context.detach()}
         if first_config == 0:
+            # The teacher's statistics are the same for every config: once per step, on config 0's call.
+            stats.update(
+                feat_std=feature_std(h.detach()), rank_teacher=effective_rank(h), rank_student=effective_rank(first)
+            )
             loss = loss + self._regularizers(first, stats, (num_configs or len(masks_ctx)) / len(masks_ctx))
         return loss, stats
 
