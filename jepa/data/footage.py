@@ -27,7 +27,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jepa.data.synthetic import FACTORS, build_labelled_set, params_key, write_labels, write_video
+from jepa.data.synthetic import (
+    FACTORS,
+    build_labelled_set,
+    draw_factors,
+    params_key,
+    split_names,
+    write_labels,
+    write_video,
+)
 
 FOOTAGE_VERSION = 1
 FAMILIES = ("camera", "cutout")
@@ -178,13 +186,8 @@ def _generate(out: Path, p: dict, sources: list[Path]) -> None:
     short_side = size + math.ceil(max(p["speeds"]) * (p["num_frames"] - 1)) + 2
     footage = [load_footage(s, max(short_side, size), p["source_every"]) for s in sources]
     objects = cut_objects(footage, p["num_classes"], size * 3 // 8, rng) if p["family"] == "cutout" else []
-    factors = {
-        "class": rng.permutation(np.resize(np.arange(p["num_classes"]), n)),
-        "direction": rng.permutation(np.resize(np.arange(p["num_directions"]), n)),
-        "speed": rng.permutation(np.resize(np.arange(len(p["speeds"])), n)),
-    }
-    num_val = int(round(n * p["val_fraction"]))
-    splits = ["train"] * (n - num_val) + ["val"] * num_val
+    factors = draw_factors(rng, p)
+    splits = split_names(n, p["val_fraction"])
     video_seeds = rng.integers(2**63, size=n)
     (out / "videos").mkdir()
     rows = []

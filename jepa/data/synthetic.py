@@ -201,6 +201,22 @@ def _balanced(rng: np.random.Generator, count: int, values: int) -> np.ndarray:
     return rng.permutation(np.resize(np.arange(values), count))
 
 
+def draw_factors(rng: np.random.Generator, p: dict) -> dict[str, np.ndarray]:
+    """Balanced class, direction and speed indices of `p["num_videos"]` videos, in shuffled order."""
+    n = p["num_videos"]
+    return {
+        "class": _balanced(rng, n, p["num_classes"]),
+        "direction": _balanced(rng, n, p["num_directions"]),
+        "speed": _balanced(rng, n, len(p["speeds"])),
+    }
+
+
+def split_names(n: int, val_fraction: float) -> list[str]:
+    """The last `val_fraction` of the videos are val (their order is already random)."""
+    num_val = int(round(n * val_fraction))
+    return ["train"] * (n - num_val) + ["val"] * num_val
+
+
 def make_synthetic_dataset(
     root: str | os.PathLike,
     num_videos: int = 64,
@@ -296,14 +312,9 @@ def _matches(root: Path, params: dict) -> bool:
 def _generate(out: Path, p: dict) -> None:
     rng = np.random.default_rng(p["seed"])
     n = p["num_videos"]
-    factors = {
-        "class": _balanced(rng, n, p["num_classes"]),
-        "direction": _balanced(rng, n, p["num_directions"]),
-        "speed": _balanced(rng, n, len(p["speeds"])),
-    }
+    factors = draw_factors(rng, p)
     sprites = rng.integers(1, p["max_sprites"] + 1, n)
-    num_val = int(round(n * p["val_fraction"]))
-    splits = ["train"] * (n - num_val) + ["val"] * num_val
+    splits = split_names(n, p["val_fraction"])
     video_seeds = rng.integers(2**63, size=n)
     (out / "videos").mkdir()
     rows = []
