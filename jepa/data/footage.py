@@ -25,7 +25,6 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from jepa.data.synthetic import (
     FACTORS,
@@ -36,6 +35,7 @@ from jepa.data.synthetic import (
     write_labels,
     write_video,
 )
+from jepa.data.transforms import resize_frames
 
 FOOTAGE_VERSION = 1
 FAMILIES = ("camera", "cutout")
@@ -61,12 +61,10 @@ def load_footage(path: str | os.PathLike, short_side: int, every: int) -> np.nda
         frames = [f.to_ndarray(format="rgb24") for i, f in enumerate(container.decode(video=0)) if i % every == 0]
     if not frames:
         raise ValueError(f"{path} has no decodable frames")
-    clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
-    h, w = clip.shape[-2:]
+    clip = torch.from_numpy(np.stack(frames))
+    h, w = clip.shape[1:3]
     scale = short_side / min(h, w)
-    size = (max(short_side, round(h * scale)), max(short_side, round(w * scale)))
-    clip = F.interpolate(clip, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return clip.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return resize_frames(clip, (max(short_side, round(h * scale)), max(short_side, round(w * scale)))).numpy()
 
 
 def _velocity(direction: int, speed: float, num_directions: int) -> np.ndarray:
