@@ -45,7 +45,9 @@ def documented_keys() -> dict[str, set[str]]:
 def schema_keys(cls: type) -> set[str]:
     """Fields of a group; nested groups have sections of their own."""
     return {
-        f.name for f in dataclasses.fields(cls) if f.name not in {"model", "data", "mask", "optim", "trainer", "launch", "online_probe"}
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in {"model", "data", "mask", "optim", "trainer", "launch", "online_probe"}
     }
 
 
