@@ -25,17 +25,15 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from jepa.data.synthetic import (
-    FACTORS,
     build_labelled_set,
     draw_factors,
     params_key,
     split_names,
-    write_labels,
-    write_video,
+    write_set,
 )
-from jepa.data.transforms import resize_frames
 
 FOOTAGE_VERSION = 1
 FAMILIES = ("camera", "cutout")
@@ -61,10 +59,13 @@ def load_footage(path: str | os.PathLike, short_side: int, every: int) -> np.nda
         frames = [f.to_ndarray(format="rgb24") for i, f in enumerate(container.decode(video=0)) if i % every == 0]
     if not frames:
         raise ValueError(f"{path} has no decodable frames")
-    clip = torch.from_numpy(np.stack(frames))
-    h, w = clip.shape[1:3]
+    clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
+    h, w = clip.shape[-2:]
     scale = short_side / min(h, w)
-    return resize_frames(clip, (max(short_side, round(h * scale)), max(short_side, round(w * scale)))).numpy()
+    size = (max(short_side, round(h * scale)), max(short_side, round(w * scale)))
+    # In float, then rounded: uint8 interpolation rounds differently, and the sets keep their bytes.
+    clip = F.interpolate(clip, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return clip.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _velocity(direction: int, speed: float, num_directions: int) -> np.ndarray:
@@ -187,21 +188,17 @@ def _generate(out: Path, p: dict, sources: list[Path]) -> None:
     factors = draw_factors(rng, p)
     splits = split_names(n, p["val_fraction"])
     video_seeds = rng.integers(2**63, size=n)
-    (out / "videos").mkdir()
-    rows = []
-    for i in range(n):
+
+    def render(i: int) -> np.ndarray:
         video_rng = np.random.default_rng(int(video_seeds[i]))
         velocity = _velocity(int(factors["direction"][i]), p["speeds"][factors["speed"][i]], p["num_directions"])
         label = int(factors["class"][i])
         if p["family"] == "camera":
-            frames = render_camera(footage[label], velocity, p["num_frames"], size, video_rng)
-        else:
-            background = footage[int(video_rng.integers(len(footage)))]
-            frames = render_cutout(objects[label], background, velocity, p["num_frames"], size, video_rng)
-        name = f"videos/{i:06d}.mp4"
-        write_video(out / name, frames, p["fps"])
-        rows.append({"path": name, **{f: int(factors[f][i]) for f in FACTORS}, "split": splits[i]})
-    write_labels(out, rows, p)
+            return render_camera(footage[label], velocity, p["num_frames"], size, video_rng)
+        background = footage[int(video_rng.integers(len(footage)))]
+        return render_cutout(objects[label], background, velocity, p["num_frames"], size, video_rng)
+
+    write_set(out, p, factors, splits, render)
 
 
 def ensure_footage_dataset(cache_dir: str | os.PathLike, family: str, sources: list, **params) -> Path:

@@ -19,13 +19,11 @@ import numpy as np
 import torch
 
 from jepa.data.synthetic import (
-    FACTORS,
     build_labelled_set,
     draw_factors,
     params_key,
     split_names,
-    write_labels,
-    write_video,
+    write_set,
 )
 from jepa.data.transforms import resize_frames
 
@@ -101,23 +99,19 @@ def _generate(out: Path, p: dict) -> None:
     factors = draw_factors(rng, p)
     splits = split_names(n, p["val_fraction"])
     video_seeds = rng.integers(2**63, size=n)
-    (out / "videos").mkdir()
-    rows = []
+
+    def render(i: int) -> np.ndarray:
+        video_rng = np.random.default_rng(int(video_seeds[i]))
+        bin_width = 2 * math.pi / p["num_classes"]
+        angle = (factors["class"][i] + video_rng.uniform(0.1, 0.9)) * bin_width  # inside its bin
+        heading = 2 * math.pi * factors["direction"][i] / p["num_directions"]
+        frames = render_push(env, heading, p["speeds"][factors["speed"][i]], angle, p["num_frames"], video_rng)
+        return resize_frames(torch.from_numpy(frames), (p["size"], p["size"])).numpy()
+
     try:
-        for i in range(n):
-            video_rng = np.random.default_rng(int(video_seeds[i]))
-            bin_width = 2 * math.pi / p["num_classes"]
-            angle = (factors["class"][i] + video_rng.uniform(0.1, 0.9)) * bin_width  # inside its bin
-            heading = 2 * math.pi * factors["direction"][i] / p["num_directions"]
-            speed = p["speeds"][factors["speed"][i]]
-            frames = render_push(env, heading, speed, angle, p["num_frames"], video_rng)
-            frames = resize_frames(torch.from_numpy(frames), (p["size"], p["size"])).numpy()
-            name = f"videos/{i:06d}.mp4"
-            write_video(out / name, frames, p["fps"])
-            rows.append({"path": name, **{f: int(factors[f][i]) for f in FACTORS}, "split": splits[i]})
+        write_set(out, p, factors, splits, render)
     finally:
         env.close()
-    write_labels(out, rows, p)
 
 
 def ensure_pusht_dataset(cache_dir: str | os.PathLike, **params) -> Path:

@@ -316,10 +316,9 @@ def _generate(out: Path, p: dict) -> None:
     sprites = rng.integers(1, p["max_sprites"] + 1, n)
     splits = split_names(n, p["val_fraction"])
     video_seeds = rng.integers(2**63, size=n)
-    (out / "videos").mkdir()
-    rows = []
-    for i in range(n):
-        frames = render_video(
+
+    def render(i: int) -> np.ndarray:
+        return render_video(
             int(factors["class"][i]),
             int(factors["direction"][i]),
             p["speeds"][factors["speed"][i]],
@@ -331,8 +330,19 @@ def _generate(out: Path, p: dict) -> None:
             p.get("distractors", 0),
             p.get("pan", 0.0),
         )
+
+    write_set(out, p, factors, splits, render)
+
+
+def write_set(
+    out: Path, p: dict, factors: dict[str, np.ndarray], splits: list[str], render: Callable[[int], np.ndarray]
+) -> None:
+    """Encode `render(i)` as videos/{i}.mp4 for every video, then its labels (write_labels)."""
+    (out / "videos").mkdir()
+    rows = []
+    for i in range(p["num_videos"]):
         name = f"videos/{i:06d}.mp4"
-        write_video(out / name, frames, p["fps"])
+        write_video(out / name, render(i), p["fps"])
         rows.append({"path": name, **{f: int(factors[f][i]) for f in FACTORS}, "split": splits[i]})
     write_labels(out, rows, p)
 
