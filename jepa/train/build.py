@@ -68,6 +68,7 @@ def build_jepa(cfg: Any) -> JEPA:
         cov_weight=cfg.optim.cov_weight,
         sigreg_weight=cfg.optim.sigreg_weight,
         sigreg_slices=cfg.optim.sigreg_slices,
+        forecast_weight=cfg.optim.forecast_weight,
         target_layers=cfg.optim.target_layers,
         context_weight=cfg.optim.context_weight,
         levels=cfg.model.pred_levels,
@@ -79,10 +80,11 @@ def build_jepa(cfg: Any) -> JEPA:
 def build_pixel(cfg: Any) -> PixelMAE:
     """The pixel-target baseline: same encoder and predictor body, output sized to a tubelet's pixels."""
     o = cfg.optim
-    if o.var_weight or o.cov_weight or o.sigreg_weight:
+    if o.var_weight or o.cov_weight or o.sigreg_weight or o.forecast_weight:
         raise ValueError(
-            "optim.var_weight / cov_weight / sigreg_weight are JEPA terms (against a collapsing teacher); "
-            f"objective=pixel has none, got {o.var_weight}, {o.cov_weight}, {o.sigreg_weight}: set them to 0"
+            "optim.var_weight / cov_weight / sigreg_weight / forecast_weight are JEPA terms (on teacher "
+            f"features); objective=pixel has none, got {o.var_weight}, {o.cov_weight}, {o.sigreg_weight}, "
+            f"{o.forecast_weight}: set them to 0"
         )
     if cfg.model.pred_levels:
         raise ValueError(

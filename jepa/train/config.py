@@ -179,6 +179,9 @@ class OptimConfig:
     # features instead of a variance hinge; 0 = off. Random directions per step: sigreg_slices.
     sigreg_weight: float = 0.0
     sigreg_slices: int = 256
+    # The slice forecast (jepa.train.forecast): the mean of a time slice's context tokens predicts
+    # the next slice's targets through one linear map, so pooled features carry motion; 0 = off.
+    forecast_weight: float = 0.0
     # Target = mean of the last k target-encoder blocks' outputs, each layer-normed (data2vec's
     # top-k average); 1 = the released target, the final (normed) output.
     target_layers: int = 1

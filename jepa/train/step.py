@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from jepa.masks.ops import check_indices, gather_tokens
 from jepa.models.rope import index_to_position
+from jepa.train.forecast import SliceForecast
 from jepa.train.gather import gather_ranks
 from jepa.train.health import effective_rank, feature_std
 from jepa.train.objective import Objective
@@ -129,7 +130,9 @@ class JEPA(Objective):
     outputs of those blocks, concatenated, and predicts the teacher's (each layer-normed), so
     intermediate blocks are trained toward targets too; the predictor's `embed_dim` must be
     the encoder's times the number of levels. Collapse statistics and the variance/covariance
-    terms stay on the last level, the encoder's output.
+    terms stay on the last level, the encoder's output. `forecast_weight` > 0 adds the slice
+    forecast (`jepa.train.forecast`): the mean of each time slice of config 0's context tokens
+    predicts, through one linear map, the next slice's targets, so pooled features carry motion.
     """
 
     def __init__(
@@ -148,6 +151,7 @@ class JEPA(Objective):
         total_steps: int = 1,
         sigreg_weight: float = 0.0,
         sigreg_slices: int = 256,
+        forecast_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if var_weight < 0 or cov_weight < 0 or sigreg_weight < 0 or sigreg_slices < 1:
@@ -191,6 +195,13 @@ class JEPA(Objective):
         self.target_encoder.requires_grad_(False)
         self.loss_exp = loss_exp
         self.per_config_mask_tokens = per_config_mask_tokens
+        if not forecast_weight >= 0:
+            raise ValueError(f"forecast_weight must be >= 0, got {forecast_weight}")
+        self.forecast_weight = forecast_weight
+        self.forecast: SliceForecast | None = None
+        if forecast_weight:
+            _, h, w = encoder.grid_size(encoder.args.num_frames, *encoder.args.img_size)
+            self.forecast = SliceForecast(encoder.embed_dim, h * w)
 
     @torch.no_grad()
     def targets(self, clips: Tensor) -> Tensor:
@@ -252,7 +263,13 @@ class JEPA(Objective):
             stats.update(
                 feat_std=feature_std(h.detach()), rank_teacher=effective_rank(h), rank_student=effective_rank(first)
             )
-            loss = loss + self._regularizers(first, stats, (num_configs or len(masks_ctx)) / len(masks_ctx))
+            share = (num_configs or len(masks_ctx)) / len(masks_ctx)
+            loss = loss + self._regularizers(first, stats, share)
+            if self.forecast is not None:
+                grid = self.encoder.grid_size(*clips.shape[-3:])
+                forecast = self.forecast.loss(first, masks_ctx[0], h, grid, self.loss_exp)
+                stats["forecast_loss"] = forecast.detach()
+                loss = loss + share * self.forecast_weight * forecast
         return loss, stats
 
     def _regularizers(self, first: Tensor, stats: dict[str, Tensor], share: float) -> Tensor:
@@ -285,4 +302,5 @@ class JEPA(Objective):
 
     def checkpoint_modules(self) -> dict[str, nn.Module]:
         """Modules saved in checkpoints, by prefix (the Trainer saves and restores exactly these)."""
-        return {"encoder": self.encoder, "predictor": self.predictor, "target_encoder": self.target_encoder}
+        modules = {"encoder": self.encoder, "predictor": self.predictor, "target_encoder": self.target_encoder}
+        return modules if self.forecast is None else {**modules, "forecast": self.forecast}
