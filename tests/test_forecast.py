@@ -79,3 +79,16 @@ def test_a_forecast_run_logs_the_term_resumes_and_the_pixel_objective_refuses_it
     assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in straight], rel=1e-5)
     with pytest.raises(ValueError, match="forecast_weight"):
         build.build_model(compose_cfg(["objective=pixel", "optim.forecast_weight=0.5"] + PLAIN_LOSS))
+
+
+def test_a_forecast_run_loads_exports_and_initialises_runs_with_and_without_the_head(tmp_path: Path) -> None:
+    from jepa.export.load import load_encoder
+
+    cache, extra = tmp_path / "cache", ["optim.forecast_weight=1.0"]
+    forecast, plain = tmp_path / "forecast", tmp_path / "plain"
+    train(compose_cfg([*tiny(forecast, cache, 1), *extra, "trainer.ckpt_every=1"]))
+    train(compose_cfg([*tiny(plain, cache, 1), "trainer.ckpt_every=1"]))
+    encoder = load_encoder(forecast)  # the head is skipped: it serves training only
+    assert encoder(torch.randn(1, 3, 4, 32, 32)).shape[-1] == encoder.embed_dim
+    train(compose_cfg([*tiny(tmp_path / "a", cache, 1), *extra, f"trainer.init_from={plain}"]))  # fresh head
+    train(compose_cfg([*tiny(tmp_path / "b", cache, 1), f"trainer.init_from={forecast}"]))  # head dropped

@@ -16,6 +16,7 @@ from jepa.checkpoint_files import CheckpointMismatchError, read_safetensors
 from jepa.export.raw import RawCheckpoint
 from jepa.models.args import EncoderArgs, PredictorArgs
 from jepa.train.checkpoint import CKPT_DIRNAME, CONFIG_FILE, MODEL_FILE, find_latest, split_prefixed
+from jepa.train.forecast import FORECAST_PREFIX
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -52,6 +53,7 @@ def read_training(path: str | Path) -> RawCheckpoint:
         raise CheckpointMismatchError(f"{path / CONFIG_FILE} has no 'model:' section")
     enc_cfg, pred_cfg = model_args(cfg.model)
     states = split_prefixed(read_safetensors(path / MODEL_FILE))
+    states.pop(FORECAST_PREFIX, None)  # a training-only head: nothing downstream runs it
     unknown = sorted(set(states) - {"encoder", "target_encoder", "predictor"})
     if unknown:
         raise CheckpointMismatchError(f"{path / MODEL_FILE}: unexpected model prefixes {unknown}")

@@ -32,6 +32,7 @@ from torch import nn
 
 from jepa.atomic import STAGING_PREFIX, atomic_dir, write_text_atomic
 from jepa.checkpoint_files import CheckpointMismatchError, load_torch_file, read_json, read_safetensors
+from jepa.train.forecast import FORECAST_PREFIX
 
 CKPT_DIRNAME = "checkpoints"
 LATEST = "latest"
@@ -242,6 +243,13 @@ class CheckpointManager:
             source = Path(init_from)
             weights, _, _ = load_checkpoint(find_latest(source) or source)
             for name, module in objective.checkpoint_modules().items():
+                if name not in weights and name == FORECAST_PREFIX:
+                    log.info("init_from %s has no %s head: it starts fresh", source, name)
+                    continue
+                if name not in weights:
+                    raise CheckpointMismatchError(
+                        f"init_from {source} has no {name!r} weights (it has {sorted(weights)})"
+                    )
                 load_for_new_shape(module, weights[name])
             if self.is_main:
                 log.info("initialised from %s (fresh optimizer, step 0)", source)

@@ -15,6 +15,9 @@ from torch import Tensor, nn
 
 from jepa.masks.ops import check_indices
 
+# The head's prefix in a run's model.safetensors; readers of runs skip it (it serves training only).
+FORECAST_PREFIX = "forecast"
+
 
 def slice_means(tokens: Tensor, idx: Tensor, grid: tuple[int, int, int]) -> tuple[Tensor, Tensor]:
     """(B, T', D) mean of each time slice's tokens and the (B, T') count behind each mean.

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from jepa.masks.ops import check_indices, gather_tokens
 from jepa.models.rope import index_to_position
-from jepa.train.forecast import SliceForecast
+from jepa.train.forecast import FORECAST_PREFIX, SliceForecast
 from jepa.train.gather import gather_ranks
 from jepa.train.health import effective_rank, feature_std
 from jepa.train.objective import Objective
@@ -303,4 +303,4 @@ class JEPA(Objective):
     def checkpoint_modules(self) -> dict[str, nn.Module]:
         """Modules saved in checkpoints, by prefix (the Trainer saves and restores exactly these)."""
         modules = {"encoder": self.encoder, "predictor": self.predictor, "target_encoder": self.target_encoder}
-        return modules if self.forecast is None else {**modules, "forecast": self.forecast}
+        return modules if self.forecast is None else {**modules, FORECAST_PREFIX: self.forecast}
