@@ -81,7 +81,7 @@ def test_a_forecast_run_logs_the_term_resumes_and_the_pixel_objective_refuses_it
         build.build_model(compose_cfg(["objective=pixel", "optim.forecast_weight=0.5"] + PLAIN_LOSS))
 
 
-def test_a_forecast_run_loads_exports_and_initialises_runs_with_and_without_the_head(tmp_path: Path) -> None:
+def test_a_forecast_run_loads_and_initialises_runs_with_and_without_the_head(tmp_path: Path) -> None:
     from jepa.export.load import load_encoder
 
     cache, extra = tmp_path / "cache", ["optim.forecast_weight=1.0"]
