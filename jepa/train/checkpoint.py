@@ -32,7 +32,6 @@ from torch import nn
 
 from jepa.atomic import STAGING_PREFIX, atomic_dir, write_text_atomic
 from jepa.checkpoint_files import CheckpointMismatchError, load_torch_file, read_json, read_safetensors
-from jepa.train.forecast import FORECAST_PREFIX
 
 CKPT_DIRNAME = "checkpoints"
 LATEST = "latest"
@@ -242,8 +241,9 @@ class CheckpointManager:
         if init_from:
             source = Path(init_from)
             weights, _, _ = load_checkpoint(find_latest(source) or source)
+            fresh = objective.heads_new_to(list(weights))
             for name, module in objective.checkpoint_modules().items():
-                if name not in weights and name == FORECAST_PREFIX:
+                if name in fresh:
                     log.info("init_from %s has no %s head: it starts fresh", source, name)
                     continue
                 if name not in weights:

@@ -16,7 +16,8 @@ What the Trainer relies on, per step:
    `merge_config_stats` turns the calls' statistics into the one call's.
 3. `ema_pairs()`: (target, source) modules the Trainer averages after each optimizer step
    (none for objectives without a teacher; the momentum is logged only when there are some).
-4. `checkpoint_modules()`: the modules saved and restored, by prefix.
+4. `checkpoint_modules()`: the modules saved and restored, by prefix; `heads_new_to(names)`: those
+   an `init_from` source lacking them leaves at their init (training-only heads).
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ class Objective(nn.Module):
 
     def checkpoint_modules(self) -> dict[str, nn.Module]:
         raise NotImplementedError
+
+    def heads_new_to(self, source_modules: Sequence[str]) -> list[str]:
+        """The checkpoint modules an `init_from` source without them may leave at their init
+        (training-only heads); any other module it lacks is an error."""
+        return []
 
     @staticmethod
     def merge_config_stats(per_config: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:

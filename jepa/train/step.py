@@ -304,3 +304,7 @@ class JEPA(Objective):
         """Modules saved in checkpoints, by prefix (the Trainer saves and restores exactly these)."""
         modules = {"encoder": self.encoder, "predictor": self.predictor, "target_encoder": self.target_encoder}
         return modules if self.forecast is None else {**modules, FORECAST_PREFIX: self.forecast}
+
+    def heads_new_to(self, source_modules: Sequence[str]) -> list[str]:
+        """The slice-forecast head starts fresh when the source run trained without it."""
+        return [FORECAST_PREFIX] if self.forecast is not None and FORECAST_PREFIX not in source_modules else []
